@@ -12,7 +12,7 @@ from typing import Mapping
 from accelsim.errors import AccelsimError
 
 MATRIX_KINDS = ("systolic", "tensor_core", "vector")
-ARCHITECTURES = ("gpu", "systolic", "sram")
+ARCHITECTURES = ("gpu", "systolic", "sram", "cpu")
 DATAFLOWS = ("output_stationary", "weight_stationary", "input_stationary")
 
 
@@ -92,8 +92,13 @@ class Chip:
 
     @property
     def staging_memory(self) -> MemoryLevel:
-        """The on-chip level kernel blocks are copied into (SMEM, VMEM, SBUF); for SRAM-only chips, SRAM itself."""
-        return self.memory[1] if len(self.memory) > 1 else self.memory[0]
+        """The innermost level, where kernel blocks are copied to (SMEM, VMEM, SBUF); SRAM itself on SRAM-only chips."""
+        return self.memory[-1]
+
+    @property
+    def cache_levels(self) -> tuple[MemoryLevel, ...]:
+        """Hardware-managed levels between main and staging memory (a GPU's L2): every block copy passes through them."""
+        return self.memory[1:-1]
 
     @property
     def is_sram_only(self) -> bool:

@@ -1,0 +1,58 @@
+"""Cycles one block step's matrix product takes on a chip's matrix unit, and the operand bytes it reads.
+
+A "block step" is one grid step of a kernel: a (m, k) x (k, n) product on one unit (one systolic
+array, one SM's tensor cores, one vector core). Steps on different output blocks run on different
+units in parallel; see ``waves``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from accelsim.chips.spec import Chip
+from accelsim.cost.systolic import array_operand_bytes, systolic_cycles
+
+ACC_BYTES = 4  # accumulators are f32 everywhere we model
+
+
+def flops_per_cycle_per_unit(chip: Chip, dtype: str) -> float:
+    """Peak dense FLOP per clock of one matrix unit."""
+    return chip.peak_flops(dtype) / (chip.matrix.count * chip.clock_hz)
+
+
+def step_cycles(chip: Chip, dtype: str, m: int, k: int, n: int) -> float:
+    """Cycles of one (m, k) x (k, n) block product on one unit, edge waste included.
+
+    systolic: the exact fold-by-fold count of the array (validated against kernels/systolic.py),
+    scaled down when the vendor's peak exceeds one array's 2*rows*cols FLOP/clk (several arrays
+    per unit), so a full array runs at the published peak.
+    tensor_core: FLOPs padded up to whole MMA tiles (rows x cols x 16) at the SM's peak rate.
+    vector: FLOPs at the unit's peak rate.
+    """
+    unit = chip.matrix
+    if unit.kind == "systolic":
+        per_array_peak = 2 * unit.rows * unit.cols
+        speedup = flops_per_cycle_per_unit(chip, dtype) / per_array_peak
+        return systolic_cycles(unit.dataflow, m, k, n, unit.rows, unit.cols) / speedup
+    if unit.kind == "tensor_core":
+        padded = 2 * _round_up(m, unit.rows) * _round_up(n, min(unit.cols, 8)) * _round_up(k, 16)
+        return padded / flops_per_cycle_per_unit(chip, dtype)
+    return 2 * m * k * n / flops_per_cycle_per_unit(chip, dtype)
+
+
+def step_operand_bytes(chip: Chip, dtype_bytes: float, m: int, k: int, n: int) -> float:
+    """Bytes the matrix unit moves to and from the staging level for one block product."""
+    unit = chip.matrix
+    if unit.kind == "vector":
+        return (m * k + k * n) * dtype_bytes + m * n * ACC_BYTES
+    dataflow = unit.dataflow
+    return float(sum(array_operand_bytes(dataflow, m, k, n, unit.rows, unit.cols, dtype_bytes, ACC_BYTES).values()))
+
+
+def waves(parallel_blocks: int, units: int) -> int:
+    """Rounds of work when ``parallel_blocks`` independent blocks share ``units`` units (wave quantisation)."""
+    return math.ceil(parallel_blocks / units)
+
+
+def _round_up(x: int, multiple: int) -> int:
+    return -(-x // multiple) * multiple

@@ -1,0 +1,59 @@
+"""From per-level bytes and compute cycles to overlapped cycles, time, the bound, MFU and MBU."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accelsim.chips.spec import Chip
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Cycles per term and their double-buffered overlap on one chip."""
+
+    compute_cycles: float
+    memory_cycles: dict[str, float]
+    interconnect_cycles: float
+    prologue_cycles: float
+    epilogue_cycles: float
+    total_cycles: float
+    time_s: float
+    bound: str
+
+
+def memory_cycles(chip: Chip, bytes_per_level: dict[str, float]) -> dict[str, float]:
+    """Cycles each level needs to move its bytes at its aggregate bandwidth."""
+    levels = {level.name: level for level in chip.memory}
+    return {name: b / levels[name].bandwidth_bytes_per_s * chip.clock_hz for name, b in bytes_per_level.items()}
+
+
+def overlap(chip: Chip, compute_cycles: float, bytes_per_level: dict[str, float],
+            prologue_bytes: float = 0.0, epilogue_bytes: float = 0.0, interconnect_bytes: float = 0.0) -> Timing:
+    """Double buffering: each tile costs the larger of its compute and its transfers.
+
+    With uniform tiles that sums to max(compute, every memory level) over the whole kernel, plus the
+    first tile's load (prologue) and the last tile's store (epilogue), which nothing overlaps.
+    Interconnect traffic (work split across chips) is added, not overlapped.
+    """
+    per_level = memory_cycles(chip, bytes_per_level)
+    main_bw = chip.main_memory.bandwidth_bytes_per_s / chip.clock_hz
+    prologue, epilogue = prologue_bytes / main_bw, epilogue_bytes / main_bw
+    link_bw = chip.interconnect_bytes_per_s
+    link_cycles = interconnect_bytes / link_bw * chip.clock_hz if interconnect_bytes and link_bw else 0.0
+    steady = max([compute_cycles, *per_level.values()])
+    total = prologue + steady + epilogue + link_cycles
+    terms = {"compute": compute_cycles, **per_level}
+    bound = max(terms, key=terms.get)
+    if link_cycles > steady:
+        bound = "interconnect"
+    return Timing(compute_cycles, per_level, link_cycles, prologue, epilogue, total, total / chip.clock_hz, bound)
+
+
+def mfu(chip: Chip, dtype: str, flops: float, time_s: float) -> float:
+    """Achieved FLOP/s over peak dense FLOP/s."""
+    return flops / time_s / chip.peak_flops(dtype) if time_s > 0 else 0.0
+
+
+def mbu(chip: Chip, main_bytes: float, time_s: float) -> float:
+    """Achieved main-memory bytes/s over its peak bandwidth."""
+    return main_bytes / time_s / chip.main_memory.bandwidth_bytes_per_s if time_s > 0 else 0.0

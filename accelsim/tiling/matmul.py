@@ -1,0 +1,197 @@
+"""Matmul tiling: pick (bm, bn, bk) for (M, K) x (K, N) on a chip by minimising modelled time.
+
+The kernel (kernels/matmul.py) runs a grid (i, j, k), k fastest. By Pallas's revisiting rule a
+block is copied only when its index changes between consecutive steps, and each copy moves the
+block's bytes clipped to the array. Summed, that gives the closed form in ``main_level_bytes``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+from accelsim.chips.spec import Chip
+from accelsim.cost.compute import ACC_BYTES, step_cycles, step_operand_bytes, waves
+from accelsim.cost.timing import mbu, mfu, overlap
+from accelsim.dtypes import canonical_dtype, dtype_bytes
+from accelsim.errors import AccelsimError
+from accelsim.tiling.alignment import block_rule, check_block, legal_sizes
+from accelsim.tiling.plan import Plan
+
+
+def check_dims(**dims: int) -> None:
+    """Reject non-positive or non-integer dimensions with a one-line error naming the argument."""
+    for name, value in dims.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise AccelsimError(f"dimension {name} must be a positive integer (got {value!r})")
+
+
+def grid_of(m: int, k: int, n: int, bm: int, bn: int, bk: int) -> tuple[int, int, int]:
+    return math.ceil(m / bm), math.ceil(n / bn), math.ceil(k / bk)
+
+
+def main_level_bytes(m: int, k: int, n: int, bm: int, bn: int, bk: int, in_bytes: float,
+                     out_bytes: float) -> dict[str, float]:
+    """Bytes each operand moves at the main level (read for A, B; written for C), closed form.
+
+    A's block (i, k) changes every step when there are several k blocks, so A is read once per j;
+    with one k block it stays put across j and A is read once. B's block (k, j) stays put only if
+    both the k and j grids are 1. C's block (i, j) is resident across k and written once.
+    """
+    gm, gn, gk = grid_of(m, k, n, bm, bn, bk)
+    a_passes = gn if gk > 1 else 1
+    b_passes = gm if (gk > 1 or gn > 1) else 1
+    return {"a": m * k * in_bytes * a_passes, "b": k * n * in_bytes * b_passes, "c": m * n * out_bytes}
+
+
+def staging_bytes_needed(bm: int, bn: int, bk: int, in_bytes: float, out_bytes: float,
+                         accumulator_in_staging: bool = True) -> float:
+    """Double-buffered A and B blocks, a double-buffered output block and (unless in registers) the f32 accumulator."""
+    acc = bm * bn * ACC_BYTES if accumulator_in_staging else 0
+    return 2 * (bm * bk + bk * bn) * in_bytes + acc + 2 * bm * bn * out_bytes
+
+
+def main_bytes_behind_cache(m: int, k: int, n: int, bm: int, bn: int, bk: int, in_bytes: float, out_bytes: float,
+                            units: int, cache_bytes: float) -> float:
+    """Main-memory bytes when a cache serves repeat copies within a wave of ``units`` output tiles (cost/cache.py).
+
+    Closed form per wave of consecutive (i, j) tiles: the distinct row panels of A and column panels
+    of B it copies, if one k-step's distinct blocks fit in the cache; else every copy.
+    """
+    gm, gn, gk = grid_of(m, k, n, bm, bn, bk)
+    copies = main_level_bytes(m, k, n, bm, bn, bk, in_bytes, out_bytes)
+    tiles = gm * gn
+    working_set = 0
+    a_bytes = b_bytes = 0.0
+    for start in range(0, tiles, units):
+        end = min(start + units, tiles)
+        i_lo, i_hi = start // gn, (end - 1) // gn
+        j_ranges = _wave_columns(start, end, gn)
+        n_j = sum(hi - lo for lo, hi in j_ranges)
+        working_set = max(working_set, ((i_hi - i_lo + 1) * bm * bk + n_j * bk * bn) * in_bytes)
+        a_bytes += (min(m, (i_hi + 1) * bm) - i_lo * bm) * k * in_bytes
+        b_bytes += sum(min(n, hi * bn) - lo * bn for lo, hi in j_ranges) * k * in_bytes
+    if working_set > cache_bytes:
+        return sum(copies.values())
+    if gk == 1:  # A's block is copied only when i changes: each row panel once in the whole run
+        a_bytes = m * k * in_bytes
+        if gn == 1:
+            b_bytes = k * n * in_bytes
+    return a_bytes + b_bytes + copies["c"]
+
+
+def _wave_columns(start: int, end: int, gn: int) -> list[tuple[int, int]]:
+    """Half-open ranges of j covered by tiles start..end-1 in row-major (i, j) order."""
+    if end - start >= gn:
+        return [(0, gn)]
+    j0, j1 = start % gn, (end - 1) % gn
+    return [(j0, j1 + 1)] if j1 >= j0 else [(j0, gn), (0, j1 + 1)]
+
+
+def plan_matmul(m: int, k: int, n: int, chip: Chip, dtype: str = "bf16", out_dtype: str | None = None,
+                blocks: dict[str, int] | None = None) -> Plan:
+    """The fastest legal plan for C[M,N] = A[M,K] @ B[K,N] on ``chip`` (or the given ``blocks``)."""
+    check_dims(M=m, K=k, N=n)
+    dtype = canonical_dtype(dtype)
+    out_dtype = canonical_dtype(out_dtype or dtype)
+    chip.peak_flops(dtype)  # a one-line error if the chip has no figure for this dtype
+    chips_needed, shard_n, link_bytes = _shard_over_chips(m, k, n, chip, dtype, out_dtype)
+    if blocks is not None:
+        return _evaluate(m, k, shard_n, chip, dtype, out_dtype, blocks["bm"], blocks["bn"], blocks["bk"],
+                         chips_needed, link_bytes, n)
+    plans = [_evaluate(m, k, shard_n, chip, dtype, out_dtype, bm, bn, bk, chips_needed, link_bytes, n)
+             for bm, bn, bk in candidate_blocks(m, k, shard_n, chip, dtype, out_dtype)]
+    best = pick_fastest(plans)
+    if best is None:
+        raise AccelsimError(
+            f"no legal matmul blocks for {m}x{k}x{n} {dtype} on {chip.name}: "
+            f"{chip.staging_memory.name} holds {chip.staging_memory.capacity_bytes:.0f} bytes per instance")
+    return best
+
+
+NEAR_TIE = 1.01  # the model is not more precise than 1%
+
+
+def pick_fastest(plans: list[Plan]) -> Plan | None:
+    """The fastest plan; among those within 1% of it, the one with the fewest grid steps.
+
+    Fewer, larger blocks carry less per-step overhead (loop bookkeeping, DMA issue), which the model
+    leaves out, so a near-tie goes to them.
+    """
+    if not plans:
+        return None
+    fastest = min(p.time_s for p in plans)
+    return min((p for p in plans if p.time_s <= fastest * NEAR_TIE), key=lambda p: (math.prod(p.grid), p.time_s))
+
+
+def candidate_blocks(m: int, k: int, n: int, chip: Chip, dtype: str, out_dtype: str) -> list[tuple[int, int, int]]:
+    """Every (bm, bn, bk) that obeys the chip's block rule and fits its staging memory."""
+    rule = block_rule(chip)
+    in_b, out_b = dtype_bytes(dtype), dtype_bytes(out_dtype)
+    capacity = chip.staging_memory.capacity_bytes
+    in_registers = rule.register_accumulator_bytes > 0
+    out = []
+    for bm, bn, bk in itertools.product(legal_sizes(m, rule.sublane, rule.power_of_two),
+                                        legal_sizes(n, rule.lane, rule.power_of_two),
+                                        legal_sizes(k, rule.lane, rule.power_of_two)):
+        legal = (check_block(rule, (bm, bk), (m, k)) and check_block(rule, (bk, bn), (k, n))
+                 and check_block(rule, (bm, bn), (m, n)))
+        if in_registers and bm * bn * ACC_BYTES > rule.register_accumulator_bytes:
+            continue
+        if legal and staging_bytes_needed(bm, bn, bk, in_b, out_b, not in_registers) <= capacity:
+            out.append((bm, bn, bk))
+    return out
+
+
+def _evaluate(m: int, k: int, n: int, chip: Chip, dtype: str, out_dtype: str, bm: int, bn: int, bk: int,
+              chips_needed: int, link_bytes: float, full_n: int) -> Plan:
+    in_b, out_b = dtype_bytes(dtype), dtype_bytes(out_dtype)
+    gm, gn, gk = grid_of(m, k, n, bm, bn, bk)
+    steps = gm * gn * gk
+    copies = sum(main_level_bytes(m, k, n, bm, bn, bk, in_b, out_b).values())
+    main_total = copies
+    if chip.cache_levels:
+        main_total = main_bytes_behind_cache(m, k, n, bm, bn, bk, in_b, out_b, chip.matrix.count,
+                                             chip.cache_levels[0].total_capacity_bytes)
+    bytes_per_level = {chip.main_memory.name: main_total}
+    for cache in chip.cache_levels:
+        bytes_per_level[cache.name] = copies
+    if len(chip.memory) > 1:
+        bytes_per_level[chip.staging_memory.name] = copies + steps * step_operand_bytes(chip, in_b, bm, bk, bn)
+    compute = waves(gm * gn, chip.matrix.count) * gk * step_cycles(chip, dtype, bm, bk, bn)
+    prologue = (min(bm, m) * min(bk, k) + min(bk, k) * min(bn, n)) * in_b
+    epilogue = (m - (gm - 1) * bm) * (n - (gn - 1) * bn) * out_b
+    timing = overlap(chip, compute, bytes_per_level, prologue, epilogue, link_bytes)
+    flops = 2.0 * m * full_n * k
+    notes = ()
+    if chips_needed > 1:
+        notes = (f"operands exceed one chip's {chip.main_memory.name}: N split over {chips_needed} chips, "
+                 f"A all-gathered over {chip.links[0].name if chip.links else 'no modelled link'}",)
+    return Plan(
+        op="matmul", chip=chip.name, dtype=dtype, shape={"M": m, "K": k, "N": full_n},
+        blocks={"bm": bm, "bn": bn, "bk": bk}, grid=(gm, gn, gk), bytes_per_level=bytes_per_level,
+        compulsory_bytes=(m * k + k * n) * in_b + m * n * out_b, flops=flops,
+        executed_flops=2.0 * steps * bm * bn * bk, compute_cycles=timing.compute_cycles,
+        memory_cycles=timing.memory_cycles, total_cycles=timing.total_cycles, time_s=timing.time_s,
+        bound=timing.bound, mfu=mfu(chip, dtype, flops / chips_needed, timing.time_s),
+        mbu=mbu(chip, main_total, timing.time_s), chips_needed=chips_needed,
+        interconnect_s=timing.interconnect_cycles / chip.clock_hz, notes=notes,
+    )
+
+
+def _shard_over_chips(m: int, k: int, n: int, chip: Chip, dtype: str, out_dtype: str) -> tuple[int, int, float]:
+    """Chips needed when A, B and C exceed one chip's main memory; N is split, A is replicated."""
+    in_b, out_b = dtype_bytes(dtype), dtype_bytes(out_dtype)
+    capacity = chip.main_memory.total_capacity_bytes
+    replicated = m * k * in_b
+    split = k * n * in_b + m * n * out_b
+    if replicated + split <= capacity:
+        return 1, n, 0.0
+    if replicated >= capacity:
+        raise AccelsimError(
+            f"A ({m}x{k} {dtype}, {replicated / 1e9:.1f} GB) alone exceeds {chip.name}'s "
+            f"{chip.main_memory.name} ({capacity / 1e9:.1f} GB): splitting N cannot make it fit")
+    chips = math.ceil(split / (capacity - replicated))
+    if not chip.links:
+        raise AccelsimError(f"{chip.name} needs {chips} chips for this matmul but its file lists no chip-to-chip link")
+    return chips, math.ceil(n / chips), replicated * (chips - 1) / chips

@@ -1,0 +1,117 @@
+"""Price a traced workload on a chip: bytes per level, FLOPs, cycles and time for every record.
+
+Kernels are priced from what they executed (block copies, block products); matmuls left to XLA are
+priced with the matmul plan for the chip; other XLA ops move their operands once through main memory
+(an unfused upper bound) and their arithmetic is not modelled on the matrix unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from accelsim.chips.spec import Chip
+from accelsim.cost.cache import wave_step_working_set, wave_unique_bytes
+from accelsim.cost.compute import step_cycles, step_operand_bytes, waves
+from accelsim.cost.timing import overlap
+from accelsim.tiling.matmul import plan_matmul
+from accelsim.trace.pallas import KernelRecord
+from accelsim.trace.workload import WorkloadTrace, XlaMatmul, XlaOp
+
+DTYPE_OF_BYTES = {4: "f32", 2: "bf16", 1: "int8"}
+
+
+@dataclass
+class OpCost:
+    """One record priced on one chip, already multiplied by how many times it ran."""
+
+    name: str
+    scope: str
+    kind: str  # "kernel", "xla_matmul" or "xla_op"
+    bytes_per_level: dict[str, float]
+    flops: float
+    compute_cycles: float
+    total_cycles: float
+    time_s: float
+    bound: str
+    calls: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def price_kernel(record: KernelRecord, chip: Chip) -> OpCost:
+    """Cost of a traced pallas_call: its copies at main memory, its block products on the matrix unit."""
+    copies = record.main_bytes
+    operand_bytes = sum(count * step_operand_bytes(chip, in_b, m, k, n) for (m, k, n, in_b), count in record.dots.items())
+    bytes_per_level = {chip.main_memory.name: _main_bytes_behind_cache(record, chip)}
+    for cache in chip.cache_levels:
+        bytes_per_level[cache.name] = copies
+    if len(chip.memory) > 1:
+        bytes_per_level[chip.staging_memory.name] = copies + operand_bytes
+    block_cycles = sum(count * step_cycles(chip, DTYPE_OF_BYTES[in_b], m, k, n) for (m, k, n, in_b), count in record.dots.items())
+    parallel = record.parallel_blocks
+    compute = waves(parallel, chip.matrix.count) * block_cycles / parallel
+    prologue = sum(t.first_bytes for t in record.transfers if t.direction == "read")
+    epilogue = sum(t.last_bytes for t in record.transfers if t.direction == "write")
+    timing = overlap(chip, compute, bytes_per_level, prologue, epilogue)
+    return _scaled(OpCost(record.name, record.scope, "kernel", bytes_per_level, record.flops, timing.compute_cycles,
+                          timing.total_cycles, timing.time_s, timing.bound, 1.0, {"exp": record.exps}), record.weight)
+
+
+def _main_bytes_behind_cache(record: KernelRecord, chip: Chip) -> float:
+    """Every copy reaches main memory, unless a cache holds what a wave needs per step (see cost/cache.py)."""
+    if not chip.cache_levels:
+        return record.main_bytes
+    units, reads = chip.matrix.count, [t for t in record.transfers if t.direction == "read"]
+    working_set = sum(wave_step_working_set(t.indices, t.block_bytes, record.grid, units) for t in reads)
+    if working_set > chip.cache_levels[0].total_capacity_bytes:
+        return record.main_bytes
+    misses = sum(wave_unique_bytes(t.indices, t.step_bytes, t.copied, record.grid, units) for t in reads)
+    return misses + sum(t.bytes for t in record.transfers if t.direction == "write")
+
+
+def price_xla_matmul(record: XlaMatmul, chip: Chip) -> OpCost:
+    """A dot_general outside our kernels, priced as if it ran with the chip's matmul plan."""
+    plan = plan_matmul(record.m, record.k, record.n, chip, DTYPE_OF_BYTES[record.in_bytes],
+                       DTYPE_OF_BYTES[record.out_bytes])
+    op = OpCost("dot_general", record.scope, "xla_matmul", dict(plan.bytes_per_level), plan.flops,
+                plan.compute_cycles, plan.total_cycles, plan.time_s, plan.bound, 1.0)
+    return _scaled(op, record.batch * record.weight)
+
+
+def price_xla_op(record: XlaOp, chip: Chip) -> OpCost:
+    """Elementwise, reduction and data-movement ops: their bytes at main-memory bandwidth."""
+    cycles = record.bytes / chip.main_memory.bandwidth_bytes_per_s * chip.clock_hz
+    op = OpCost(record.name, record.scope, "xla_op", {chip.main_memory.name: record.bytes}, 0.0, 0.0, cycles,
+                cycles / chip.clock_hz, chip.main_memory.name, 1.0, {"elements": record.elements})
+    return _scaled(op, record.weight)
+
+
+def price_workload(trace: WorkloadTrace, chip: Chip) -> list[OpCost]:
+    """Every record of a traced workload, priced on ``chip``, in execution order per kind."""
+    return ([price_kernel(k, chip) for k in trace.kernels] + [price_xla_matmul(m, chip) for m in trace.matmuls]
+            + [price_xla_op(o, chip) for o in trace.ops])
+
+
+def total(costs: list[OpCost]) -> dict[str, object]:
+    """Sums over records: ops run one after another, so times add."""
+    levels: dict[str, float] = {}
+    for cost in costs:
+        for name, b in cost.bytes_per_level.items():
+            levels[name] = levels.get(name, 0.0) + b
+    time_by_bound: dict[str, float] = {}
+    for cost in costs:
+        time_by_bound[cost.bound] = time_by_bound.get(cost.bound, 0.0) + cost.time_s
+    return {
+        "bytes_per_level": levels,
+        "flops": sum(c.flops for c in costs),
+        "cycles": sum(c.total_cycles for c in costs),
+        "time_s": sum(c.time_s for c in costs),
+        "bound": max(time_by_bound, key=time_by_bound.get) if time_by_bound else "none",
+    }
+
+
+def _scaled(op: OpCost, factor: float) -> OpCost:
+    if factor == 1.0:
+        return op
+    return OpCost(op.name, op.scope, op.kind, {k: v * factor for k, v in op.bytes_per_level.items()}, op.flops * factor,
+                  op.compute_cycles * factor, op.total_cycles * factor, op.time_s * factor, op.bound, op.calls * factor,
+                  {k: v * factor for k, v in op.extra.items()})

@@ -1,0 +1,106 @@
+"""Tiled matmul as a Pallas kernel whose (bm, bn, bk) blocks come from a tiling plan.
+
+Grid (i, j, k) over (M/bm, N/bn, K/bk), k fastest. A's block (i, k) and B's block (k, j) are
+copied in each step; the output block (i, j) stays resident across k (an f32 accumulator in
+scratch) and is written once. Ragged edges: Pallas pads out-of-bounds block elements (with NaN
+in interpret mode), so the K tail is masked to zero in both operands; M and N tails only produce
+rows/columns that are discarded on write-back.
+
+On GPU the Triton lowering runs grid programs in parallel, so there the k loop moves inside the
+program (same blocks, same copies).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import tpu as pltpu
+
+from kernels.backend import default_interpret, on_gpu
+
+
+def _mask_k_tail(a, b, k_index, bk: int, k_total: int):
+    """Zero the columns of a and rows of b that lie past K in the last (ragged) k block."""
+    valid = k_total - k_index * bk
+    cols = jax.lax.broadcasted_iota(jnp.int32, a.shape, 1)
+    rows = jax.lax.broadcasted_iota(jnp.int32, b.shape, 0)
+    return jnp.where(cols < valid, a, 0).astype(a.dtype), jnp.where(rows < valid, b, 0).astype(b.dtype)
+
+
+def _matmul_kernel(a_ref, b_ref, o_ref, acc_ref, *, bk: int, k_total: int):
+    k = pl.program_id(2)
+
+    @pl.when(k == 0)
+    def _init():
+        acc_ref[...] = jnp.zeros_like(acc_ref)
+
+    a, b = a_ref[...], b_ref[...]
+    if k_total % bk:
+        a, b = _mask_k_tail(a, b, k, bk, k_total)
+    acc_ref[...] += jnp.dot(a, b, preferred_element_type=jnp.float32)
+
+    @pl.when(k == pl.num_programs(2) - 1)
+    def _store():
+        o_ref[...] = acc_ref[...].astype(o_ref.dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("bm", "bn", "bk", "out_dtype", "interpret"))
+def matmul(a: jax.Array, b: jax.Array, *, bm: int, bn: int, bk: int, out_dtype=None,
+           interpret: bool | None = None) -> jax.Array:
+    """C = A @ B with f32 accumulation, executed in (bm, bn, bk) blocks; any M, K, N."""
+    (m, k_total), (k2, n) = a.shape, b.shape
+    if k_total != k2:
+        raise ValueError(f"matmul: inner dimensions differ ({k_total} vs {k2})")
+    out_dtype = out_dtype or jnp.result_type(a.dtype, b.dtype)
+    interpret = default_interpret() if interpret is None else interpret
+    if on_gpu() and not interpret:
+        return _matmul_gpu(a, b, bm=bm, bn=bn, bk=bk, out_dtype=out_dtype)
+    grid = (pl.cdiv(m, bm), pl.cdiv(n, bn), pl.cdiv(k_total, bk))
+    return pl.pallas_call(
+        functools.partial(_matmul_kernel, bk=bk, k_total=k_total),
+        grid=grid,
+        in_specs=[pl.BlockSpec((bm, bk), lambda i, j, k: (i, k)),
+                  pl.BlockSpec((bk, bn), lambda i, j, k: (k, j))],
+        out_specs=pl.BlockSpec((bm, bn), lambda i, j, k: (i, j)),
+        out_shape=jax.ShapeDtypeStruct((m, n), out_dtype),
+        scratch_shapes=[pltpu.VMEM((bm, bn), jnp.float32)],
+        interpret=interpret,
+        name="accelsim_matmul",
+    )(a, b)
+
+
+def _matmul_gpu(a, b, *, bm: int, bn: int, bk: int, out_dtype):
+    """Triton form: one program per output block, the k loop inside it over the same bk slices."""
+    (m, k_total), n = a.shape, b.shape[1]
+    n_k = pl.cdiv(k_total, bk)
+
+    def kernel(a_ref, b_ref, o_ref):
+        def body(kk, acc):
+            a_blk = a_ref[:, pl.ds(kk * bk, bk)]
+            b_blk = b_ref[pl.ds(kk * bk, bk), :]
+            if k_total % bk:
+                a_blk, b_blk = _mask_k_tail(a_blk, b_blk, kk, bk, k_total)
+            return acc + jnp.dot(a_blk, b_blk, preferred_element_type=jnp.float32)
+
+        acc = jax.lax.fori_loop(0, n_k, body, jnp.zeros((bm, bn), jnp.float32))
+        o_ref[...] = acc.astype(o_ref.dtype)
+
+    k_padded = n_k * bk
+    return pl.pallas_call(
+        kernel,
+        grid=(pl.cdiv(m, bm), pl.cdiv(n, bn)),
+        in_specs=[pl.BlockSpec((bm, k_padded), lambda i, j: (i, 0)),
+                  pl.BlockSpec((k_padded, bn), lambda i, j: (0, j))],
+        out_specs=pl.BlockSpec((bm, bn), lambda i, j: (i, j)),
+        out_shape=jax.ShapeDtypeStruct((m, n), out_dtype),
+        name="accelsim_matmul_gpu",
+    )(a, b)
+
+
+def matmul_reference(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Plain jnp: f32-accumulated product in the inputs' result dtype."""
+    out_dtype = jnp.result_type(a.dtype, b.dtype)
+    return jnp.dot(a, b, preferred_element_type=jnp.float32).astype(out_dtype)

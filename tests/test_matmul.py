@@ -1,0 +1,101 @@
+"""Tiled matmul: numerics against float64, executed counts == closed form on every chip, and bad input."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accelsim.chips import load_chip, preset_names
+from accelsim.errors import AccelsimError
+from accelsim.tiling import plan_matmul
+from accelsim.tiling.matmul import candidate_blocks, main_level_bytes
+from accelsim.trace.price import price_kernel
+from accelsim.trace.workload import trace_workload
+from kernels.matmul import matmul
+from tests.conftest import as_f64, matmul_tolerance, random_array
+
+PRESETS = [n for n in preset_names() if n != "host"]
+SETTINGS = settings(derandomize=True, deadline=None, max_examples=12)
+
+
+@SETTINGS
+@given(m=st.integers(1, 80), k=st.integers(1, 80), n=st.integers(1, 80),
+       bm=st.sampled_from([8, 16, 32]), bn=st.sampled_from([8, 16, 32]), bk=st.sampled_from([8, 16, 32]),
+       dtype=st.sampled_from(["f32", "bf16"]), seed=st.integers(0, 2**16))
+def test_matmul_matches_float64(m, k, n, bm, bn, bk, dtype, seed):
+    a, b = random_array(seed, (m, k), dtype), random_array(seed + 1, (k, n), dtype)
+    out = matmul(a, b, bm=bm, bn=bn, bk=bk)
+    assert out.dtype == a.dtype
+    a64, b64 = as_f64(a), as_f64(b)
+    err = np.abs(as_f64(out) - a64 @ b64)
+    assert np.all(np.isfinite(as_f64(out)))
+    assert np.all(err <= matmul_tolerance(a64, b64, k, dtype))
+
+
+def _traced_cost(plan, chip, m, k, n, dtype):
+    a = jnp.zeros((m, k), jnp.float32 if dtype == "f32" else jnp.bfloat16)
+    b = jnp.zeros((k, n), a.dtype)
+    trace = trace_workload(lambda x, y: matmul(x, y, **plan.blocks), a, b)
+    assert len(trace.kernels) == 1 and not trace.matmuls
+    return trace.kernels[0], price_kernel(trace.kernels[0], chip)
+
+
+@settings(derandomize=True, deadline=None, max_examples=40)
+@given(m=st.integers(1, 1200), k=st.integers(1, 1200), n=st.integers(1, 1200),
+       chip_name=st.sampled_from(PRESETS), dtype=st.sampled_from(["f32", "bf16"]))
+def test_traced_counts_equal_closed_form(m, k, n, chip_name, dtype):
+    chip = load_chip(chip_name)
+    if dtype not in chip.matrix.dense_flops:
+        dtype = "bf16"
+    plan = plan_matmul(m, k, n, chip, dtype)
+    record, cost = _traced_cost(plan, chip, m, k, plan.shape["N"] if plan.chips_needed == 1 else n, dtype)
+    assert record.grid == plan.grid
+    assert cost.bytes_per_level == plan.bytes_per_level
+    assert cost.compute_cycles == pytest.approx(plan.compute_cycles, rel=1e-12)
+    assert cost.total_cycles == pytest.approx(plan.total_cycles, rel=1e-12)
+    assert record.flops == plan.executed_flops
+    assert plan.main_bytes >= plan.compulsory_bytes or chip.cache_levels
+
+
+def test_compulsory_bytes_when_one_block_covers_everything():
+    copies = main_level_bytes(100, 60, 70, bm=128, bn=128, bk=64, in_bytes=2, out_bytes=2)
+    assert sum(copies.values()) == (100 * 60 + 60 * 70 + 100 * 70) * 2
+
+
+def test_operand_reread_per_block_column():
+    # 2 j-blocks and 3 k-blocks: A is copied once per j, B once per i (2 i-blocks).
+    copies = main_level_bytes(64, 96, 64, bm=32, bn=32, bk=32, in_bytes=4, out_bytes=4)
+    assert copies == {"a": 64 * 96 * 4 * 2, "b": 96 * 64 * 4 * 2, "c": 64 * 64 * 4}
+
+
+def test_tpu_blocks_obey_8_128_rule():
+    chip = load_chip("tpu-v5e")
+    for bm, bn, bk in candidate_blocks(1000, 3000, 700, chip, "bf16", "bf16"):
+        assert (bm % 8 == 0 or bm == 1000) and (bn % 128 == 0 or bn == 700) and (bk % 128 == 0 or bk == 3000)
+
+
+def test_bigger_problem_is_compute_bound_on_h100():
+    plan = plan_matmul(8192, 8192, 8192, load_chip("h100-sxm"), "bf16")
+    assert plan.bound != "hbm" and 0.3 < plan.mfu <= 1.0
+
+
+def test_sram_chip_reports_chips_needed():
+    chip = load_chip("groq-lpu")
+    plan = plan_matmul(4096, 16384, 65536, chip, "bf16")
+    assert plan.chips_needed > 1 and plan.interconnect_s > 0
+    assert plan.chips_needed == pytest.approx((16384 * 65536 + 4096 * 65536) * 2 / (chip.main_memory.total_capacity_bytes - 4096 * 16384 * 2), abs=1)
+
+
+@pytest.mark.parametrize("dims", [(0, 4, 4), (4, -1, 4), (4, 4, 2.5)])
+def test_bad_dimensions(dims):
+    with pytest.raises(AccelsimError, match="must be a positive integer"):
+        plan_matmul(*dims, load_chip("h100-sxm"))
+
+
+def test_dtype_without_a_figure():
+    chip = load_chip("h100-sxm")
+    with pytest.raises(AccelsimError, match="no dense int4"):
+        plan_matmul(64, 64, 64, chip, "int4")
