@@ -1,0 +1,1 @@
+"""From counts to cycles and time on a chip."""

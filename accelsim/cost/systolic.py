@@ -1,0 +1,124 @@
+"""Closed-form cycles and edge traffic of a folded matmul on ONE systolic array (pure Python ints).
+
+The same conventions as the cycle-stepped emulator in ``kernels/systolic.py`` (whose module
+docstring defines them cycle by cycle); the emulator is the executed ground truth and the tests
+check these formulas against it exactly.  In short, for C = A @ B with A (m, k), B (k, n) on an
+array of ``rows`` (R) x ``cols`` (C) PEs:
+
+=================  =====================  ==================  ==========================
+dataflow           held in the PEs        streamed (length T)  folds
+=================  =====================  ==================  ==========================
+output_stationary  C tile (R x C)         A rows, B columns    ceil(m/R) * ceil(n/C), T = k
+weight_stationary  B tile (k: R, n: C)    A rows (T = m)       ceil(k/R) * ceil(n/C)
+input_stationary   A^T tile (k: R, m: C)  B^T rows (T = n)     ceil(k/R) * ceil(m/C)
+=================  =====================  ==================  ==========================
+
+Every fold, edge folds included, takes ``2R + C + T - 2`` cycles: the array is a fixed-function
+unit, so a partial tile is padded with idle (zero) PEs and keeps the full array's fill, skew and
+drain latency.  Folds run one after another with no overlap (the next fold's preload starts the
+cycle after the previous fold's last result has left the array).
+
+* output_stationary: T + R + C - 2 skewed streaming cycles (the last MAC happens in PE (R-1, C-1)
+  at cycle T-1 + R-1 + C-1), then R cycles to shift the accumulators out of the bottom edge.
+* weight/input_stationary: R cycles to shift the stationary tile in from the top edge, then
+  T + R + C - 2 cycles until the partial sum of the last streamed row leaves column C-1 at the
+  bottom edge.
+
+This is the textbook count of SCALE-Sim (Samajdar et al., "SCALE-Sim: Systolic CNN Accelerator
+Simulator", arXiv:1811.02883: tau = 2*Sr + Sc + T - 2 per fold, folds counted with the full array
+size).  SCALE-Sim v2's trace generator (scalesim/compute/systolic_compute_ws.py) pads partial folds
+with null requests the same way and prefixes the arr_row weight-load cycles; its OS trace overlaps
+the drain with the skew, which we do not.
+
+Edge traffic (``array_operand_bytes``): elements that cross the array's edges from/to its on-chip
+buffer, counting only real elements (padding of partial folds is not read):
+
+* the stationary operand is loaded once per fold, so each of its elements exactly once;
+* the streamed operand is re-streamed once per fold along the other tiled dimension
+  (A once per column fold in weight-stationary, B once per column fold in input-stationary,
+  A once per column fold and B once per row fold in output-stationary);
+* results: output-stationary drains each final output once; weight/input-stationary emit a partial
+  sum for every output element in every reduction fold: the last fold's are the final outputs, the
+  earlier ones are partials that the buffer accumulates (that read-modify-write happens in the
+  accumulator buffer, not at the array edge, and is not counted here).
+
+Inputs are counted at ``in_bytes`` per element, results at ``acc_bytes`` (f32 accumulators).
+The returned dict's values are disjoint, so ``sum(d.values())`` is the array's total edge traffic.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from accelsim.errors import AccelsimError
+
+# The same names as accelsim.chips.spec.DATAFLOWS (not imported: that package pulls in jax).
+DATAFLOWS = ("output_stationary", "weight_stationary", "input_stationary")
+
+__all__ = [
+    "DATAFLOWS", "array_operand_bytes", "fold_count", "fold_cycles", "stream_length", "systolic_cycles",
+]
+
+
+def _check(dataflow: str, m: int, k: int, n: int, rows: int, cols: int) -> None:
+    if dataflow not in DATAFLOWS:
+        raise AccelsimError(f"unknown dataflow '{dataflow}': expected one of {', '.join(DATAFLOWS)}")
+    for name, value in (("m", m), ("k", k), ("n", n), ("rows", rows), ("cols", cols)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+            raise AccelsimError(f"{name} must be a positive integer, got {value!r}")
+
+
+def stream_length(dataflow: str, m: int, k: int, n: int) -> int:
+    """T: how many operand vectors stream through the array per fold (k, m or n)."""
+    return {"output_stationary": k, "weight_stationary": m, "input_stationary": n}[dataflow]
+
+
+def _tiled(dataflow: str, m: int, k: int, n: int) -> tuple[int, int]:
+    """The two dimensions laid over the array's rows and columns."""
+    return {"output_stationary": (m, n), "weight_stationary": (k, n), "input_stationary": (k, m)}[dataflow]
+
+
+def fold_count(dataflow: str, m: int, k: int, n: int, rows: int, cols: int) -> int:
+    """Number of array-sized folds the (m, k) x (k, n) matmul is split into."""
+    _check(dataflow, m, k, n, rows, cols)
+    along_rows, along_cols = _tiled(dataflow, m, k, n)
+    return math.ceil(along_rows / rows) * math.ceil(along_cols / cols)
+
+
+def fold_cycles(dataflow: str, m: int, k: int, n: int, rows: int, cols: int) -> int:
+    """Cycles of one fold of the (m, k) x (k, n) matmul: 2*rows + cols + T - 2 (edge folds alike)."""
+    _check(dataflow, m, k, n, rows, cols)
+    return 2 * rows + cols + stream_length(dataflow, m, k, n) - 2
+
+
+def systolic_cycles(dataflow: str, m: int, k: int, n: int, rows: int, cols: int) -> int:
+    """Cycles of the whole folded matmul on one array: folds x cycles per fold, no overlap."""
+    return fold_count(dataflow, m, k, n, rows, cols) * fold_cycles(dataflow, m, k, n, rows, cols)
+
+
+def array_operand_bytes(dataflow: str, m: int, k: int, n: int, rows: int, cols: int,
+                        in_bytes: float, acc_bytes: float = 4) -> dict[str, float]:
+    """Bytes across the array's edges: {'a', 'b'} read, {'out_partial', 'out_final'} written.
+
+    See the module docstring for the convention; the four values are disjoint.
+    """
+    _check(dataflow, m, k, n, rows, cols)
+    for name, value in (("in_bytes", in_bytes), ("acc_bytes", acc_bytes)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or value <= 0:
+            raise AccelsimError(f"{name} must be a positive number, got {value!r}")
+    row_folds_m, col_folds_n = math.ceil(m / rows), math.ceil(n / cols)
+    k_folds, col_folds_m = math.ceil(k / rows), math.ceil(m / cols)
+    if dataflow == "output_stationary":
+        a_el, b_el, results = m * k * col_folds_n, k * n * row_folds_m, m * n
+    elif dataflow == "weight_stationary":
+        a_el, b_el, results = m * k * col_folds_n, k * n, m * n * k_folds
+    else:  # input_stationary
+        a_el, b_el, results = m * k, k * n * col_folds_m, m * n * k_folds
+    final = m * n
+    return {
+        "a": a_el * in_bytes,
+        "b": b_el * in_bytes,
+        "out_partial": (results - final) * acc_bytes,
+        "out_final": final * acc_bytes,
+    }

@@ -1,0 +1,171 @@
+"""Rung 3 of the validation ladder: the cycle-stepped systolic emulator vs the closed-form model.
+
+The emulator (kernels/systolic.py) executes every cycle; the model (accelsim/cost/systolic.py) is a
+formula.  Cycles and edge traffic must agree exactly, and the product must match a float64
+reference.  The hand-worked examples below follow the cycle convention written in the emulator's
+module docstring, counted by hand, not by calling the model.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accelsim.cost.systolic import (
+    DATAFLOWS, array_operand_bytes, fold_count, fold_cycles, systolic_cycles,
+)
+from accelsim.errors import AccelsimError
+from kernels.systolic import systolic_matmul, systolic_run
+
+OS, WS, IS = "output_stationary", "weight_stationary", "input_stationary"
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def _inputs(m: int, k: int, n: int, dtype: str, seed: int):
+    """Random inputs (float32 drawn via numpy, cast to bf16 for bf16) and their f64 values."""
+    rng = np.random.default_rng(seed)
+    a = jnp.asarray(rng.standard_normal((m, k)).astype(np.float32))
+    b = jnp.asarray(rng.standard_normal((k, n)).astype(np.float32))
+    if dtype == "bf16":
+        a, b = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
+    return a, b, np.asarray(a.astype(jnp.float32), np.float64), np.asarray(b.astype(jnp.float32), np.float64)
+
+
+@settings(derandomize=True, deadline=None, max_examples=25)
+@given(rows=st.integers(1, 16), cols=st.integers(1, 16),
+       m=st.integers(1, 40), k=st.integers(1, 40), n=st.integers(1, 40),
+       dtype=st.sampled_from(["f32", "bf16"]), seed=st.integers(0, 2**31 - 1))
+def test_emulator_matches_reference_and_cycle_model(rows, cols, m, k, n, dtype, seed):
+    a, b, a64, b64 = _inputs(m, k, n, dtype, seed)
+    ref = a64 @ b64
+    # f32 accumulation of k products (bf16 products are exact in f32): |error| <= ~k eps sum|a||b|
+    tol = 2 * k * EPS32 * (np.abs(a64) @ np.abs(b64)) + 1e-30
+    in_bytes = 4 if dtype == "f32" else 2
+    for dataflow in DATAFLOWS:
+        run = systolic_run(a, b, rows, cols, dataflow)
+        product = np.asarray(run.product, np.float64)
+        assert run.product.dtype == jnp.float32 and product.shape == (m, n)
+        assert np.all(np.abs(product - ref) <= tol), dataflow
+        # (b) executed cycles == the closed-form model, fold by fold and in total
+        assert len(run.fold_cycles) == fold_count(dataflow, m, k, n, rows, cols)
+        assert set(run.fold_cycles) == {fold_cycles(dataflow, m, k, n, rows, cols)}
+        assert run.cycles == systolic_cycles(dataflow, m, k, n, rows, cols)
+        # (c) counted edge traffic == the closed-form bytes
+        assert run.operand_bytes(in_bytes) == array_operand_bytes(dataflow, m, k, n, rows, cols, in_bytes)
+
+
+# --- hand-worked examples (convention: kernels/systolic.py module docstring) ---------------------
+
+def test_two_by_two_array_two_by_two_matmul_by_hand():
+    a = jnp.array([[1.0, 2.0], [3.0, 4.0]])
+    b = jnp.array([[5.0, 6.0], [7.0, 8.0]])
+    expected = np.array([[19.0, 22.0], [43.0, 50.0]])
+    # OS: PE (i, j) does its s-th MAC at cycle s+i+j; the last, s=1 in PE (1,1), is cycle 3, so
+    #     4 streaming cycles; then 2 drain cycles (row 1, then row 0, leave the bottom edge): 6.
+    # WS: 2 preload cycles (B's row 1, then row 0, pushed in at the top); then C[m, j] leaves
+    #     column j at stream cycle m + 1 + j; the last, C[1, 1], at stream cycle 3: 2 + 4 = 6.
+    # IS: the same machine as WS with A^T held and B^T streamed: 6.
+    for dataflow in DATAFLOWS:
+        product, cycles = systolic_matmul(a, b, 2, 2, dataflow)
+        np.testing.assert_array_equal(np.asarray(product), expected)
+        assert cycles == 6, dataflow
+
+
+def test_folded_cycles_by_hand():
+    a = jnp.arange(6.0).reshape(3, 2)          # M=3, K=2
+    b = jnp.arange(4.0).reshape(2, 2)          # N=2
+    expected = np.asarray(a) @ np.asarray(b)
+    # 2x2 array. OS: M=3 needs 2 row folds (the second holds 1 real row, zero-padded), each
+    # 2 + 2 + 2 - 2 = 4 streaming + 2 drain = 6 cycles: 12.
+    # WS: B (2x2) is one fold; 2 preload + the last result C[2, 1] leaves at stream cycle
+    # 2 + 1 + 1 = 4, so 5 stream cycles: 7.
+    # IS: A^T (K=2 x M=3) needs 2 column folds, each 2 preload + stream of N=2 rows (last result at
+    # stream cycle 1 + 1 + 1 = 3, 4 cycles): 6 per fold, 12.
+    for dataflow, cycles in ((OS, 12), (WS, 7), (IS, 12)):
+        run = systolic_run(a, b, 2, 2, dataflow)
+        np.testing.assert_array_equal(np.asarray(run.product), expected)
+        assert run.cycles == cycles, dataflow
+        assert run.fold_cycles == ((6, 6) if dataflow != WS else (7,))
+
+
+def test_one_pe_and_edge_fold_by_hand():
+    a = jnp.ones((2, 3))
+    b = jnp.ones((3, 1))
+    # 1x1 array, M=2, K=3, N=1.  OS: each of the 2 outputs is a fold of 3 MACs + 1 drain = 4: 8.
+    # WS: each of the K*N = 3 weights is a fold: 1 preload + 2 streamed rows = 3: 9.
+    # IS: each of the K*M = 6 elements of A is a fold: 1 preload + 1 streamed row = 2: 12.
+    for dataflow, cycles in ((OS, 8), (WS, 9), (IS, 12)):
+        product, got = systolic_matmul(a, b, 1, 1, dataflow)
+        np.testing.assert_array_equal(np.asarray(product), np.full((2, 1), 3.0))
+        assert got == cycles, dataflow
+    # A 1x1x1 product on a 4x4 array still pays the full array: OS streams until PE (3, 3) has
+    # done its MAC (cycle 0 + 3 + 3 = 6, so 7 cycles) and drains 4 rows: 11.
+    # WS: 4 preload cycles + the result leaves column 3 at stream cycle 0 + 3 + 3 = 6: 4 + 7 = 11.
+    for dataflow in DATAFLOWS:
+        assert systolic_matmul(jnp.ones((1, 1)), jnp.ones((1, 1)), 4, 4, dataflow)[1] == 11
+
+
+def test_edge_traffic_by_hand():
+    a = jnp.ones((2, 3), jnp.bfloat16)         # M=2, K=3
+    b = jnp.ones((3, 2), jnp.bfloat16)         # N=2
+    # 2x2 array, bf16 inputs (2 B), f32 results (4 B).
+    # OS: folds = 1 row fold x 1 column fold; A and B stream once: 6 + 6 elements; 4 results.
+    # WS: 2 reduction folds (k = 0..1 and k = 2): B loaded once (6); A streamed once per column
+    #     fold (1): 6; each fold emits 2x2 sums: 4 partial (first fold) + 4 final.
+    # IS: A held (6); B^T streamed once per column fold of M (1): 6; 4 partial + 4 final.
+    expected = {
+        OS: {"a": 12, "b": 12, "out_partial": 0, "out_final": 16},
+        WS: {"a": 12, "b": 12, "out_partial": 16, "out_final": 16},
+        IS: {"a": 12, "b": 12, "out_partial": 16, "out_final": 16},
+    }
+    for dataflow in DATAFLOWS:
+        assert array_operand_bytes(dataflow, 2, 3, 2, 2, 2, in_bytes=2) == expected[dataflow]
+        assert systolic_run(a, b, 2, 2, dataflow).operand_bytes(2) == expected[dataflow]
+    # 1x1 array, M=K=N=2, OS: A re-streamed per column fold (2), B per row fold (2).
+    assert array_operand_bytes(OS, 2, 2, 2, 1, 1, in_bytes=4) == {"a": 32, "b": 32, "out_partial": 0, "out_final": 16}
+
+
+def test_model_formulas_by_hand():
+    # 128x128 array, 256 x 512 x 384: OS folds 2*3=6 of 256+128+512-2; WS ceil(512/128)*3=12 of
+    # 256+128+256-2; IS 4*2=8 of 256+128+384-2.
+    assert systolic_cycles(OS, 256, 512, 384, 128, 128) == 6 * 894
+    assert systolic_cycles(WS, 256, 512, 384, 128, 128) == 12 * 638
+    assert systolic_cycles(IS, 256, 512, 384, 128, 128) == 8 * 766
+
+
+def test_dataflow_names_match_chip_spec():
+    from accelsim.chips.spec import DATAFLOWS as CHIP_DATAFLOWS
+    assert DATAFLOWS == CHIP_DATAFLOWS
+
+
+def test_cost_model_does_not_import_jax():
+    code = "import sys, accelsim.cost.systolic; print('jax' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("call, word", [
+    (lambda: systolic_cycles("row_stationary", 2, 2, 2, 2, 2), "dataflow"),
+    (lambda: systolic_cycles(OS, 0, 2, 2, 2, 2), "m"),
+    (lambda: fold_cycles(WS, 2, -1, 2, 2, 2), "k"),
+    (lambda: fold_count(IS, 2, 2, 2.5, 2, 2), "n"),
+    (lambda: systolic_cycles(OS, 2, 2, 2, 0, 2), "rows"),
+    (lambda: systolic_cycles(OS, 2, 2, 2, 2, True), "cols"),
+    (lambda: array_operand_bytes(OS, 2, 2, 2, 2, 2, in_bytes=0), "in_bytes"),
+    (lambda: systolic_matmul(jnp.ones((2, 2)), jnp.ones((2, 2)), 2, 2, "diagonal"), "dataflow"),
+    (lambda: systolic_matmul(jnp.ones((2, 2)), jnp.ones((2, 2)), 0, 2, OS), "rows"),
+    (lambda: systolic_matmul(jnp.ones((2, 2)), jnp.ones((2, 2)), 2, -3, WS), "cols"),
+    (lambda: systolic_matmul(jnp.ones((2, 3)), jnp.ones((2, 2)), 2, 2, IS), "shapes"),
+    (lambda: systolic_matmul(jnp.ones((0, 3)), jnp.ones((3, 2)), 2, 2, OS), "non-empty"),
+])
+def test_bad_input_raises_one_line_error(call, word):
+    with pytest.raises(AccelsimError) as info:
+        call()
+    message = str(info.value)
+    assert re.search(rf"\b{word}\b", message) and "\n" not in message
