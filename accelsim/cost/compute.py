@@ -45,6 +45,10 @@ def step_operand_bytes(chip: Chip, dtype_bytes: float, m: int, k: int, n: int) -
     unit = chip.matrix
     if unit.kind == "vector":
         return (m * k + k * n) * dtype_bytes + m * n * ACC_BYTES
+    if unit.kind == "tensor_core":
+        # Each warp group loads its operand fragments from shared memory once per block step and
+        # accumulates in registers: A and B blocks are each read once (register reuse assumed ideal).
+        return (m * k + k * n) * dtype_bytes
     dataflow = unit.dataflow
     return float(sum(array_operand_bytes(dataflow, m, k, n, unit.rows, unit.cols, dtype_bytes, ACC_BYTES).values()))
 
