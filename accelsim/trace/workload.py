@@ -8,6 +8,7 @@ records; ``accelsim.cost.workload`` prices them on a chip. Loop bodies count onc
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import jax
@@ -83,8 +84,12 @@ def _concrete(closed, flat_args, atoms) -> list[np.ndarray]:
         return [np.asarray(a.val) for a in wanted]
     jaxpr = closed.jaxpr.replace(outvars=wanted, debug_info=None)
     jaxpr = jaxpr.replace(constvars=[], invars=list(jaxpr.constvars) + list(jaxpr.invars))
-    sub, used = pe.dce_jaxpr(jaxpr, [True] * len(wanted))
+    with warnings.catch_warnings():  # the pruned jaxpr carries no DebugInfo; jax warns about that
+        warnings.simplefilter("ignore", DeprecationWarning)
+        sub, used = pe.dce_jaxpr(jaxpr, [True] * len(wanted))
     inputs = [x for x, u in zip(list(closed.consts) + list(flat_args), used) if u]
+    if any(x is None for x in inputs):
+        raise NotStatic("a kernel's scalar-prefetch operand depends on a loop carry")
     return [np.asarray(v) for v in jax.core.eval_jaxpr(sub, [], *inputs)]
 
 
@@ -105,7 +110,9 @@ def _walk(jaxpr, resolve, weight: float, trace: WorkloadTrace) -> None:
             trace.matmuls.append(XlaMatmul(_scope(eqn), batch, m, k, n, in_b,
                                            np.dtype(eqn.outvars[0].aval.dtype).itemsize, weight))
         elif name == "scan":
-            _walk(eqn.params["jaxpr"].jaxpr, None, weight * eqn.params["length"], trace)
+            body = eqn.params["jaxpr"]
+            consts = eqn.params["num_consts"]
+            _walk(body.jaxpr, _inner_resolver(resolve, eqn, body, known=consts), weight * eqn.params["length"], trace)
         elif name == "while":
             _walk(eqn.params["body_jaxpr"].jaxpr, None, weight * _fori_trip_count(eqn), trace)
         elif name == "cond":
@@ -120,11 +127,21 @@ def _walk(jaxpr, resolve, weight: float, trace: WorkloadTrace) -> None:
                 trace.ops.append(XlaOp(name, _scope(eqn), moved, elements, weight))
 
 
-def _inner_resolver(resolve, eqn, inner):
-    """Concrete values inside a call, computed lazily from the caller's (only when a kernel needs them)."""
+def _inner_resolver(resolve, eqn, inner, known: int | None = None):
+    """Concrete values inside a call or loop body, computed lazily from the caller's.
+
+    Only the first ``known`` inputs (a loop's constants; all of a call's) have values; a kernel whose
+    scalar-prefetch operands depend on anything else (a loop carry) is not static.
+    """
     if resolve is None or not hasattr(inner, "consts"):
         return None
-    return lambda atoms: _concrete(inner, resolve(list(eqn.invars)), atoms)
+    known = len(eqn.invars) if known is None else known
+
+    def inner_values(atoms):
+        outer = resolve(list(eqn.invars[:known])) + [None] * (len(eqn.invars) - known)
+        return _concrete(inner, outer, atoms)
+
+    return inner_values
 
 
 def _fori_trip_count(eqn) -> int:

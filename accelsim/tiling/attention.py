@@ -1,0 +1,243 @@
+"""Attention tiling: flash prefill (block_q, block_kv), decode over a KV cache (block_kv), and unfused attention.
+
+Flash prefill runs a grid (B, G, nq, nkv), kv blocks fastest; a Q block holds all ``group = H / G``
+query heads of one kv head, so each K/V block is copied once per group. Causal grids clamp the kv
+block index to the last block a query block needs, so blocks above the diagonal are neither
+computed nor copied. Decode runs an append kernel (grid (B, G)) and an attention kernel (grid
+(B, G, nkv)) whose kv index is clamped to each sequence's last valid block.
+
+Copies follow Pallas's revisiting rule (copy when the block index changes) and move the block's
+bytes clipped to the array. The formulas here are written from the grid definition, independently
+of the kernels; tests check them against the traced kernels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from accelsim.chips.spec import Chip
+from accelsim.cost.cache import wave_step_working_set, wave_unique_bytes
+from accelsim.cost.compute import ACC_BYTES, step_cycles, step_operand_bytes, waves
+from accelsim.cost.timing import mbu, mfu, overlap
+from accelsim.dtypes import canonical_dtype, dtype_bytes
+from accelsim.errors import AccelsimError
+from accelsim.tiling.alignment import block_rule, legal_sizes
+from accelsim.tiling.matmul import check_dims, pick_fastest, plan_matmul
+from accelsim.tiling.plan import Plan
+
+
+@dataclass(frozen=True)
+class Operand:
+    """One operand's block index and clipped bytes at every grid step (execution order)."""
+
+    indices: np.ndarray
+    step_bytes: np.ndarray
+    block_bytes: float
+    is_output: bool
+
+    @property
+    def copied(self) -> np.ndarray:
+        changed = np.ones(len(self.indices), bool)
+        changed[1:] = np.any(self.indices[1:] != self.indices[:-1], axis=1)
+        if self.is_output:
+            written = np.roll(changed, -1)
+            written[-1] = True
+            return written
+        return changed
+
+
+def check_heads(heads: int, kv_heads: int) -> int:
+    """The GQA group size; a one-line error when kv heads do not divide query heads."""
+    if heads % kv_heads:
+        raise AccelsimError(f"kv heads ({kv_heads}) must divide query heads ({heads})")
+    return heads // kv_heads
+
+
+def causal_last_block(qi: np.ndarray, block_q: int, block_kv: int, q_len: int, nkv: int) -> np.ndarray:
+    """Last kv block query block ``qi`` needs (top-left aligned causal mask, as jax.nn uses)."""
+    return np.minimum(nkv - 1, (np.minimum((qi + 1) * block_q, q_len) - 1) // block_kv)
+
+
+def flash_kv_rows(q_len: int, kv_len: int, block_q: int, block_kv: int, causal: bool) -> tuple[int, int]:
+    """(kv rows copied per (batch, kv head), kv blocks computed per (batch, kv head)), closed form.
+
+    Query block qi sweeps kv blocks 0..last(qi); a sweep copies min(Skv, (last+1)*block_kv) rows,
+    except that a sweep ending on block 0 leaves block 0 resident for the next sweep's first step.
+    """
+    nq, nkv = math.ceil(q_len / block_q), math.ceil(kv_len / block_kv)
+    last = causal_last_block(np.arange(nq), block_q, block_kv, q_len, nkv) if causal else np.full(nq, nkv - 1)
+    rows = np.minimum(kv_len, (last + 1) * block_kv).sum()
+    rows -= (last[:-1] == 0).sum() * min(block_kv, kv_len)
+    return int(rows), int((last + 1).sum())
+
+
+def flash_operands(batch: int, kv_heads: int, group: int, q_len: int, kv_len: int, head_dim: int,
+                   block_q: int, block_kv: int, causal: bool, itemsize: float) -> list[Operand]:
+    """Q, K, V, O block indices over the flash grid, for cache modelling (shapes follow the kernel)."""
+    nq, nkv = math.ceil(q_len / block_q), math.ceil(kv_len / block_kv)
+    b, g, qi, j = (a.reshape(-1) for a in np.indices((batch, kv_heads, nq, nkv)))
+    kv = np.minimum(j, causal_last_block(qi, block_q, block_kv, q_len, nkv)) if causal else j
+    q_rows = np.minimum(block_q, q_len - qi * block_q)
+    kv_rows = np.minimum(block_kv, kv_len - kv * block_kv)
+    q_bytes = group * q_rows * head_dim * itemsize
+    kv_bytes = kv_rows * head_dim * itemsize
+    q_idx = np.stack([b, g, qi], 1)
+    kv_idx = np.stack([b, g, kv], 1)
+    q_block, kv_block = group * block_q * head_dim * itemsize, block_kv * head_dim * itemsize
+    return [Operand(q_idx, q_bytes, q_block, False), Operand(kv_idx, kv_bytes, kv_block, False),
+            Operand(kv_idx, kv_bytes, kv_block, False), Operand(q_idx, q_bytes, q_block, True)]
+
+
+def main_bytes_with_cache(chip: Chip, operands: list[Operand], copies: float, grid: tuple[int, ...]) -> float:
+    """Main-memory bytes behind a cache (cost/cache.py), or every copy when there is no cache or it overflows."""
+    if not chip.cache_levels:
+        return copies
+    units = chip.matrix.count
+    reads = [o for o in operands if not o.is_output]
+    working_set = sum(wave_step_working_set(o.indices, o.block_bytes, grid, units) for o in reads)
+    if working_set > chip.cache_levels[0].total_capacity_bytes:
+        return copies
+    misses = sum(wave_unique_bytes(o.indices, o.step_bytes, o.copied, grid, units) for o in reads)
+    return misses + sum(float(o.step_bytes[o.copied].sum()) for o in operands if o.is_output)
+
+
+def _level_bytes(chip: Chip, main: float, copies: float, operand_bytes: float) -> dict[str, float]:
+    levels = {chip.main_memory.name: main}
+    for cache in chip.cache_levels:
+        levels[cache.name] = copies
+    if len(chip.memory) > 1:
+        levels[chip.staging_memory.name] = copies + operand_bytes
+    return levels
+
+
+def _score_block_candidates(chip: Chip, length: int, other_dims_rule: bool = True) -> list[int]:
+    rule = block_rule(chip)
+    sizes = legal_sizes(length, rule.sublane, rule.power_of_two, cap=2048)
+    return [s for s in sizes if s % rule.sublane == 0 or s == length]
+
+
+def _attention_block_cost(chip: Chip, dtype: str, rows: int, block_kv: int, head_dim: int, in_b: float) -> tuple[float, float]:
+    """(cycles, operand bytes) of one computed (Q block, KV block) step: S = Q K^T and O += P V."""
+    cycles = step_cycles(chip, dtype, rows, head_dim, block_kv) + step_cycles(chip, dtype, rows, block_kv, head_dim)
+    operand = step_operand_bytes(chip, in_b, rows, head_dim, block_kv) + step_operand_bytes(chip, in_b, rows, block_kv, head_dim)
+    return cycles, operand
+
+
+def plan_attention(batch: int, heads: int, kv_heads: int, q_len: int, kv_len: int, head_dim: int, causal: bool,
+                   chip: Chip, dtype: str = "bf16", blocks: dict[str, int] | None = None) -> Plan:
+    """The fastest flash-attention plan (or the given ``blocks``) on ``chip``."""
+    check_dims(batch=batch, heads=heads, kv_heads=kv_heads, q_len=q_len, kv_len=kv_len, head_dim=head_dim)
+    group = check_heads(heads, kv_heads)
+    dtype = canonical_dtype(dtype)
+    chip.peak_flops(dtype)
+    shape = dict(batch=batch, heads=heads, kv_heads=kv_heads, q_len=q_len, kv_len=kv_len, head_dim=head_dim)
+    if blocks is not None:
+        return _flash_plan(chip, dtype, shape, group, causal, blocks["block_q"], blocks["block_kv"])
+    in_b = dtype_bytes(dtype)
+    rule = block_rule(chip)
+    capacity = chip.staging_memory.capacity_bytes
+    plans = []
+    for bq in _score_block_candidates(chip, q_len):
+        for bkv in _score_block_candidates(chip, kv_len):
+            rows = group * bq
+            need = (4 * rows * head_dim + 4 * bkv * head_dim) * in_b + rows * bkv * ACC_BYTES + 2 * rows * ACC_BYTES
+            if rule.register_accumulator_bytes:
+                if rows * head_dim * ACC_BYTES > rule.register_accumulator_bytes:
+                    continue
+            else:
+                need += rows * head_dim * ACC_BYTES
+            if need <= capacity:
+                plans.append(_flash_plan(chip, dtype, shape, group, causal, bq, bkv))
+    best = pick_fastest(plans)
+    if best is None:
+        raise AccelsimError(f"no flash-attention blocks fit {chip.name}'s {chip.staging_memory.name} for head_dim {head_dim}")
+    return best
+
+
+def attention_flops(batch: int, heads: int, q_len: int, kv_len: int, head_dim: int, causal: bool) -> tuple[float, float]:
+    """(useful FLOPs of QK^T + PV, useful softmax exponentials): 4*D FLOPs and one exp per unmasked score."""
+    if causal:
+        i = np.arange(q_len)
+        scores = float(np.minimum(i + 1, kv_len).sum())
+    else:
+        scores = float(q_len) * kv_len
+    return 4.0 * batch * heads * head_dim * scores, batch * heads * scores
+
+
+def _flash_plan(chip: Chip, dtype: str, shape: dict, group: int, causal: bool, bq: int, bkv: int) -> Plan:
+    b, h, g, sq, skv, d = (shape[k] for k in ("batch", "heads", "kv_heads", "q_len", "kv_len", "head_dim"))
+    in_b = dtype_bytes(dtype)
+    nq, nkv = math.ceil(sq / bq), math.ceil(skv / bkv)
+    rows_copied, computed = flash_kv_rows(sq, skv, bq, bkv, causal)
+    q_bytes = b * h * sq * d * in_b
+    kv_bytes = b * g * rows_copied * d * in_b
+    copies = 2 * q_bytes + 2 * kv_bytes
+    grid = (b, g, nq, nkv)
+    main = copies
+    if chip.cache_levels:
+        main = main_bytes_with_cache(chip, flash_operands(b, g, group, sq, skv, d, bq, bkv, causal, in_b), copies, grid)
+    computed_total = b * g * computed
+    step_c, step_bytes = _attention_block_cost(chip, dtype, group * bq, bkv, d, in_b)
+    levels = _level_bytes(chip, main, copies, computed_total * step_bytes)
+    parallel = b * g * nq
+    compute = waves(parallel, chip.matrix.count) * computed_total * step_c / parallel
+    prologue = (group * min(bq, sq) + 2 * min(bkv, skv)) * d * in_b
+    epilogue = group * (sq - (nq - 1) * bq) * d * in_b
+    timing = overlap(chip, compute, levels, prologue, epilogue)
+    flops, exps = attention_flops(b, h, sq, skv, d, causal)
+    rows = group * bq
+    return Plan(
+        op="attention", chip=chip.name, dtype=dtype, shape={**shape, "causal": int(causal)},
+        blocks={"block_q": bq, "block_kv": bkv}, grid=grid, bytes_per_level=levels,
+        compulsory_bytes=2 * q_bytes + 2 * b * g * skv * d * in_b, flops=flops,
+        executed_flops=4.0 * computed_total * rows * bkv * d, compute_cycles=timing.compute_cycles,
+        memory_cycles=timing.memory_cycles, total_cycles=timing.total_cycles, time_s=timing.time_s,
+        bound=timing.bound, mfu=mfu(chip, dtype, flops, timing.time_s), mbu=mbu(chip, main, timing.time_s),
+        other_ops={"exp": exps, "exp_executed": computed_total * (rows * bkv + rows)},
+    )
+
+
+def plan_unfused_attention(batch: int, heads: int, kv_heads: int, q_len: int, kv_len: int, head_dim: int,
+                           causal: bool, chip: Chip, dtype: str = "bf16") -> Plan:
+    """Modelled, not executed: S = QK^T materialised, softmax as its own pass, then P V.
+
+    S (f32) and P (dtype) live in the staging level if all of S fits there, else in main memory.
+    Each of the B*H heads runs the two matmuls with the chip's matmul plan.
+    """
+    check_dims(batch=batch, heads=heads, kv_heads=kv_heads, q_len=q_len, kv_len=kv_len, head_dim=head_dim)
+    check_heads(heads, kv_heads)
+    dtype = canonical_dtype(dtype)
+    in_b = dtype_bytes(dtype)
+    heads_total = batch * heads
+    qk = plan_matmul(q_len, head_dim, kv_len, chip, dtype, out_dtype="f32")
+    pv = plan_matmul(q_len, kv_len, head_dim, chip, dtype)
+    s_bytes = heads_total * q_len * kv_len * ACC_BYTES
+    p_bytes = heads_total * q_len * kv_len * in_b
+    softmax_bytes = s_bytes + p_bytes  # read S, write P
+    s_level = chip.staging_memory if s_bytes <= chip.staging_memory.total_capacity_bytes else chip.main_memory
+    levels: dict[str, float] = {}
+    for plan in (qk, pv):
+        for name, value in plan.bytes_per_level.items():
+            levels[name] = levels.get(name, 0.0) + value * heads_total
+    if s_level is not chip.main_memory:  # S and P never leave the chip
+        levels[chip.main_memory.name] -= (s_bytes + p_bytes) * 1.0
+        levels[s_level.name] = levels.get(s_level.name, 0.0) + s_bytes + p_bytes
+    levels[s_level.name] = levels.get(s_level.name, 0.0) + softmax_bytes
+    compute = (qk.compute_cycles + pv.compute_cycles) * heads_total
+    timing = overlap(chip, compute, levels)
+    flops, exps = attention_flops(batch, heads, q_len, kv_len, head_dim, causal)
+    return Plan(
+        op="attention_unfused", chip=chip.name, dtype=dtype,
+        shape=dict(batch=batch, heads=heads, kv_heads=kv_heads, q_len=q_len, kv_len=kv_len, head_dim=head_dim,
+                   causal=int(causal)),
+        blocks={"qk": qk.blocks, "pv": pv.blocks}, grid=(), bytes_per_level=levels,
+        compulsory_bytes=(2 * heads_total * q_len * head_dim + 2 * batch * kv_heads * kv_len * head_dim) * in_b,
+        flops=flops, executed_flops=4.0 * heads_total * q_len * kv_len * head_dim,
+        compute_cycles=timing.compute_cycles, memory_cycles=timing.memory_cycles, total_cycles=timing.total_cycles,
+        time_s=timing.time_s, bound=timing.bound, mfu=mfu(chip, dtype, flops, timing.time_s),
+        mbu=mbu(chip, levels[chip.main_memory.name], timing.time_s),
+        other_ops={"exp": heads_total * float(q_len) * kv_len}, notes=(f"S = QK^T kept in {s_level.name}",),
+    )
