@@ -104,6 +104,17 @@ def calibrate(progress: Progress | None = None, quick: bool = False) -> Path:
         data = _gpu_chip(device, flops, plan, where, say)
     else:
         data = _cpu_chip(flops, plan, where, say)
+        say("  Pallas interpret-mode grid-step overhead")
+        overhead = measure_step_overhead()
+        say(f"    {overhead * 1e6:,.0f} us per grid step")
+        data["pipeline"] = {
+            "step_overhead_s": overhead,
+            "source": _measured(where, f"a Pallas kernel in interpret mode over {_STEP_OPERAND_MIB} MiB operands, "
+                                       f"{_STEP_COUNT} grid steps minus 1 grid step, divided by "
+                                       f"{_STEP_COUNT - 1}; median of 3"),
+            "assumption": "Interpret mode moves whole operands at every grid step, so the real cost grows with "
+                          f"operand size; this is the cost at {_STEP_OPERAND_MIB} MiB, applied to every step.",
+        }
     data["description"] += f"; calibration took {time.perf_counter() - started:.1f} s"
 
     path = host_cache_path()
@@ -118,6 +129,34 @@ def calibrate(progress: Progress | None = None, quick: bool = False) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------- measurements
+
+_STEP_OPERAND_MIB = 4
+_STEP_COUNT = 16
+
+
+def measure_step_overhead() -> float:
+    """Seconds one extra grid step costs a Pallas kernel in interpret mode (what the host executes)."""
+    from jax.experimental import pallas as pl
+
+    rows = _STEP_OPERAND_MIB * _MiB // (4 * 1024)
+    x = jnp.ones((rows, 1024), jnp.float32)
+
+    def run(steps: int) -> float:
+        block = rows // steps
+        call = jax.jit(lambda a: pl.pallas_call(
+            lambda a_ref, o_ref: o_ref.__setitem__(Ellipsis, a_ref[...] + 1.0), grid=(steps,),
+            in_specs=[pl.BlockSpec((block, 1024), lambda i: (i, 0))],
+            out_specs=pl.BlockSpec((block, 1024), lambda i: (i, 0)),
+            out_shape=jax.ShapeDtypeStruct(a.shape, a.dtype), interpret=True)(a))
+        jax.block_until_ready(call(x))
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            jax.block_until_ready(call(x))
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    return max(0.0, (run(_STEP_COUNT) - run(1)) / (_STEP_COUNT - 1))
 
 
 def measure_matmul(dtype: str, sizes: tuple[int, ...], repeats: int, budget_s: float) -> MatmulResult:
@@ -361,11 +400,13 @@ def _cpu_chip(flops: dict[str, MatmulResult], plan: _Plan, where: str, say: Prog
             "kind": "vector",
             "rows": 1,
             "cols": lanes,
-            "count": cores,
+            "count": 1,
             "source": _measured(where, _matrix_method(flops) + f"; {lanes} f32 SIMD lanes from the '{lanes_flag}' "
-                                       f"CPU flag; count = CPUs this process may run on"),
-            "assumption": "The FLOP/s are what XLA's CPU matmul (Eigen/oneDNN) reaches on this machine, not a "
-                          "theoretical peak; bf16 may be converted to f32 inside the library.",
+                                       f"CPU flag; {cores} CPUs this process may run on"),
+            "assumption": "The FLOP/s are what XLA's CPU matmul (Eigen/oneDNN) reaches on this machine with all "
+                          f"{cores} CPUs, not a theoretical peak; bf16 may be converted to f32 inside the library. "
+                          "count = 1: Pallas interpret mode runs grid steps one after another, each step's dot "
+                          "using every core, so the host is one unit.",
             "dense_flops": {d: r.flops_per_s for d, r in flops.items()},
         },
         "memory": memory,
@@ -449,7 +490,7 @@ def to_toml(data: dict[str, Any]) -> str:
     dtype tables, then [[memory]] and [[link]] arrays)."""
     lines = [f"# The '{HOST_NAME}' chip, written by accelsim.chips.calibrate. Re-run `accelsim calibrate` to refresh."]
     lines += [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, (dict, list))]
-    for table in ("clock", "matrix"):
+    for table in ("clock", "matrix", "pipeline"):
         if table not in data:
             continue
         lines += ["", f"[{table}]"]

@@ -16,6 +16,7 @@ class Timing:
     interconnect_cycles: float
     prologue_cycles: float
     epilogue_cycles: float
+    step_overhead_cycles: float
     total_cycles: float
     time_s: float
     bound: str
@@ -28,12 +29,14 @@ def memory_cycles(chip: Chip, bytes_per_level: dict[str, float]) -> dict[str, fl
 
 
 def overlap(chip: Chip, compute_cycles: float, bytes_per_level: dict[str, float],
-            prologue_bytes: float = 0.0, epilogue_bytes: float = 0.0, interconnect_bytes: float = 0.0) -> Timing:
+            prologue_bytes: float = 0.0, epilogue_bytes: float = 0.0, interconnect_bytes: float = 0.0,
+            grid_steps: float = 0.0) -> Timing:
     """Double buffering: each tile costs the larger of its compute and its transfers.
 
     With uniform tiles that sums to max(compute, every memory level) over the whole kernel, plus the
     first tile's load (prologue) and the last tile's store (epilogue), which nothing overlaps.
-    Interconnect traffic (work split across chips) is added, not overlapped.
+    Interconnect traffic (work split across chips) is added, not overlapped, and so is the chip's
+    fixed per-grid-step overhead, if its file gives one.
     """
     per_level = memory_cycles(chip, bytes_per_level)
     main_bw = chip.main_memory.bandwidth_bytes_per_s / chip.clock_hz
@@ -41,12 +44,16 @@ def overlap(chip: Chip, compute_cycles: float, bytes_per_level: dict[str, float]
     link_bw = chip.interconnect_bytes_per_s
     link_cycles = interconnect_bytes / link_bw * chip.clock_hz if interconnect_bytes and link_bw else 0.0
     steady = max([compute_cycles, *per_level.values()])
-    total = prologue + steady + epilogue + link_cycles
+    step_cycles = grid_steps * chip.step_overhead_s * chip.clock_hz
+    total = prologue + steady + epilogue + link_cycles + step_cycles
     terms = {"compute": compute_cycles, **per_level}
     bound = max(terms, key=terms.get)
     if link_cycles > steady:
         bound = "interconnect"
-    return Timing(compute_cycles, per_level, link_cycles, prologue, epilogue, total, total / chip.clock_hz, bound)
+    if step_cycles > steady:
+        bound = "step overhead"
+    return Timing(compute_cycles, per_level, link_cycles, prologue, epilogue, step_cycles, total,
+                  total / chip.clock_hz, bound)
 
 
 def mfu(chip: Chip, dtype: str, flops: float, time_s: float) -> float:

@@ -87,18 +87,19 @@ def abstract_params(config: LlamaConfig, weight_dtype: Any, act_dtype: Any = jnp
             "lm_head": w(c.hidden_size, c.vocab_size)}
 
 
-def _mm(x: jax.Array, w: jax.Array, blocks: Blocks3) -> jax.Array:
-    """x @ w in our kernel; weights stored narrower than the activations (int8, fp8) are widened per block."""
+def _mm(x: jax.Array, w: jax.Array, blocks: Blocks3, name: str) -> jax.Array:
+    """x @ w in our kernel, under the op's name; weights narrower than the activations (int8, fp8) are widened per block."""
     bm, bn, bk = blocks
-    return matmul(x, w, bm=bm, bn=bn, bk=bk, out_dtype=x.dtype)
+    with jax.named_scope(name):
+        return matmul(x, w, bm=bm, bn=bn, bk=bk, out_dtype=x.dtype)
 
 
 def _mlp(h: jax.Array, layer: dict, c: LlamaConfig, blocks: ModelBlocks) -> jax.Array:
     if c.is_moe:
         return _moe_mlp(h, layer, c, blocks)
-    gate_up = _mm(h, layer["w_gate_up"], blocks.gate_up)
+    gate_up = _mm(h, layer["w_gate_up"], blocks.gate_up, "gate_up")
     gate, up = jnp.split(gate_up, 2, axis=-1)
-    return _mm(jax.nn.silu(gate) * up, layer["w_down"], blocks.down)
+    return _mm(jax.nn.silu(gate) * up, layer["w_down"], blocks.down, "down")
 
 
 def _moe_mlp(h: jax.Array, layer: dict, c: LlamaConfig, blocks: ModelBlocks) -> jax.Array:
@@ -109,7 +110,7 @@ def _moe_mlp(h: jax.Array, layer: dict, c: LlamaConfig, blocks: ModelBlocks) -> 
     Which experts are touched is decided by the router; for counting only how many matters.
     """
     tokens = h.shape[0]
-    logits = _mm(h, layer["w_router"], blocks.router).astype(jnp.float32)
+    logits = _mm(h, layer["w_router"], blocks.router, "router").astype(jnp.float32)
     weights, chosen = jax.lax.top_k(jax.nn.softmax(logits, axis=-1), c.experts_per_token)
     weights = weights / weights.sum(-1, keepdims=True)
     touched = blocks.experts_touched
@@ -122,9 +123,9 @@ def _moe_mlp(h: jax.Array, layer: dict, c: LlamaConfig, blocks: ModelBlocks) -> 
         gate = (weights * (chosen == e)).sum(-1)  # (tokens,) routing weight of expert e, 0 if not chosen
         order = jnp.argsort(-(gate > 0).astype(jnp.int32), stable=True)[: blocks.expert_capacity]
         xs = h[order]
-        gate_up = _mm(xs, layer["w_gate_up"][e], blocks.gate_up)
+        gate_up = _mm(xs, layer["w_gate_up"][e], blocks.gate_up, "gate_up")
         g, u = jnp.split(gate_up, 2, axis=-1)
-        ys = _mm(jax.nn.silu(g) * u, layer["w_down"][e], blocks.down)
+        ys = _mm(jax.nn.silu(g) * u, layer["w_down"][e], blocks.down, "down")
         out = out.at[order].add(ys * gate[order][:, None].astype(ys.dtype))
     del tokens
     return out
@@ -151,14 +152,14 @@ def prefill(params: dict, tokens: jax.Array, config: LlamaConfig, blocks: ModelB
     def layer_fn(x, layer):
         with jax.named_scope("attention"):
             h = rms_norm(x, layer["attn_norm"], c.rms_norm_eps)
-            q, k, v = _split_heads(_mm(h, layer["wqkv"], blocks.qkv), c)
+            q, k, v = _split_heads(_mm(h, layer["wqkv"], blocks.qkv, "qkv"), c)
             q = apply_rope(q.reshape(batch, seq, c.num_heads, c.head_dim), cos, sin)
             k = apply_rope(k.reshape(batch, seq, c.num_kv_heads, c.head_dim), cos, sin)
             v = v.reshape(batch, seq, c.num_kv_heads, c.head_dim)
             q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, v))  # (B, heads, S, hd)
             attn = flash_attention(q, k, v, causal=True, block_q=bq, block_kv=bkv)
             attn = attn.transpose(0, 2, 1, 3).reshape(batch * seq, c.q_size)
-            x = x + _mm(attn, layer["wo"], blocks.o)
+            x = x + _mm(attn, layer["wo"], blocks.o, "o_proj")
         with jax.named_scope("mlp"):
             x = x + _mlp(rms_norm(x, layer["mlp_norm"], c.rms_norm_eps), layer, c, blocks)
         return x, (k, v)
@@ -169,9 +170,9 @@ def prefill(params: dict, tokens: jax.Array, config: LlamaConfig, blocks: ModelB
     x = x.reshape(batch, seq, c.hidden_size)
     if not all_logits:
         x = x[:, -1]
-    with jax.named_scope("lm_head"):
+    with jax.named_scope("head"):
         h = rms_norm(x, params["final_norm"], c.rms_norm_eps)
-        logits = _mm(h.reshape(-1, c.hidden_size), params["lm_head"], blocks.lm_head)
+        logits = _mm(h.reshape(-1, c.hidden_size), params["lm_head"], blocks.lm_head, "lm_head")
     return logits.reshape(*x.shape[:-1], c.vocab_size).astype(jnp.float32), cache
 
 
@@ -188,18 +189,18 @@ def decode(params: dict, tokens: jax.Array, cache: KVCache, lengths: jax.Array, 
         layer, k_cache, v_cache = inputs
         with jax.named_scope("attention"):
             h = rms_norm(x, layer["attn_norm"], c.rms_norm_eps)
-            q, k, v = _split_heads(_mm(h, layer["wqkv"], blocks.qkv), c)
+            q, k, v = _split_heads(_mm(h, layer["wqkv"], blocks.qkv, "qkv"), c)
             q = apply_rope(q[:, None], cos, sin)[:, 0]
             k = apply_rope(k[:, None], cos, sin)[:, 0]
             attn, new_cache = decode_step(q, k, v, KVCache(k_cache, v_cache), lengths, block_kv=blocks.decode_kv)
-            x = x + _mm(attn.reshape(-1, c.q_size), layer["wo"], blocks.o)
+            x = x + _mm(attn.reshape(-1, c.q_size), layer["wo"], blocks.o, "o_proj")
         with jax.named_scope("mlp"):
             x = x + _mlp(rms_norm(x, layer["mlp_norm"], c.rms_norm_eps), layer, c, blocks)
         return x, (new_cache.k, new_cache.v)
 
     x, (ks, vs) = jax.lax.scan(layer_fn, x, (params["layers"], cache.k, cache.v))
-    with jax.named_scope("lm_head"):
-        logits = _mm(rms_norm(x, params["final_norm"], c.rms_norm_eps), params["lm_head"], blocks.lm_head)
+    with jax.named_scope("head"):
+        logits = _mm(rms_norm(x, params["final_norm"], c.rms_norm_eps), params["lm_head"], blocks.lm_head, "lm_head")
     return logits.astype(jnp.float32), KVCache(ks, vs)
 
 

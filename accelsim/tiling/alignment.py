@@ -47,8 +47,8 @@ def legal_sizes(dim: int, multiple: int, power_of_two: bool, cap: int = 4096) ->
     while size < dim + multiple and size <= cap:
         sizes.add(size)
         size *= 2
-    if dim <= cap and not power_of_two:
-        sizes.add(dim)
+    if not power_of_two:
+        sizes.add(dim)  # a block spanning the whole dim is always legal
     if not sizes:
         sizes.add(min(dim, cap) if not power_of_two else multiple)
     return sorted(sizes)

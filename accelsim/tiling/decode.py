@@ -109,9 +109,11 @@ def _decode_plan(chip: Chip, dtype: str, lengths: list[int], heads: int, kv_head
     parallel = batch * kv_heads
     compute = waves(parallel, chip.matrix.count) * computed * cycles / parallel
     first_kv = block_kv if page_size else min(block_kv, cache_len)
-    attention = overlap(chip, compute, attention_levels, (group + 2 * first_kv) * head_dim * in_b, group * head_dim * in_b)
+    attention = overlap(chip, compute, attention_levels, (group + 2 * first_kv) * head_dim * in_b,
+                        group * head_dim * in_b, grid_steps=batch * kv_heads * nkv)
     append_levels = _level_bytes(chip, append, append, 0.0)
-    appending = overlap(chip, 0.0, append_levels, 2 * head_dim * in_b, 2 * head_dim * in_b)
+    appending = overlap(chip, 0.0, append_levels, 2 * head_dim * in_b, 2 * head_dim * in_b,
+                        grid_steps=batch * kv_heads)
     levels = {name: attention_levels[name] + append_levels[name] for name in attention_levels}
     total_cycles = attention.total_cycles + appending.total_cycles
     time_s = total_cycles / chip.clock_hz

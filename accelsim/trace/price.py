@@ -7,6 +7,7 @@ priced with the matmul plan for the chip; other XLA ops move their operands once
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from accelsim.chips.spec import Chip
@@ -51,7 +52,7 @@ def price_kernel(record: KernelRecord, chip: Chip) -> OpCost:
     compute = waves(parallel, chip.matrix.count) * block_cycles / parallel
     prologue = sum(t.first_bytes for t in record.transfers if t.direction == "read")
     epilogue = sum(t.last_bytes for t in record.transfers if t.direction == "write")
-    timing = overlap(chip, compute, bytes_per_level, prologue, epilogue)
+    timing = overlap(chip, compute, bytes_per_level, prologue, epilogue, grid_steps=math.prod(record.grid))
     return _scaled(OpCost(record.name, record.scope, "kernel", bytes_per_level, record.flops, timing.compute_cycles,
                           timing.total_cycles, timing.time_s, timing.bound, 1.0, {"exp": record.exps}), record.weight)
 

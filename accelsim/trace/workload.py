@@ -8,6 +8,7 @@ records; ``accelsim.cost.workload`` prices them on a chip. Loop bodies count onc
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 
@@ -55,13 +56,26 @@ class WorkloadTrace:
     ops: list[XlaOp] = field(default_factory=list)
 
 
+class TracedWorkload:
+    """A workload traced once; ``records(*args)`` re-reads it for new scalar-prefetch values (e.g. each
+    decode step's lengths) without tracing again. Args may be ``jax.ShapeDtypeStruct`` except those a
+    kernel's scalar prefetch depends on."""
+
+    def __init__(self, fn, *args, **kwargs) -> None:
+        self.closed = jax.make_jaxpr(lambda *a: fn(*a, **kwargs))(*args)
+        self._memo: dict = {}
+
+    def records(self, *args) -> WorkloadTrace:
+        trace = WorkloadTrace()
+        flat_args = jax.tree_util.tree_leaves(args)
+        inputs = _top_inputs(flat_args)
+        _walk(self.closed.jaxpr, lambda atoms: _concrete(self.closed, inputs, atoms), 1.0, trace, self._memo)
+        return trace
+
+
 def trace_workload(fn, *args, **kwargs) -> WorkloadTrace:
     """Records of everything ``fn(*args, **kwargs)`` executes, with concrete scalar-prefetch values."""
-    closed = jax.make_jaxpr(lambda *a: fn(*a, **kwargs))(*args)
-    trace = WorkloadTrace()
-    flat_args = jax.tree_util.tree_leaves(args)
-    _walk(closed.jaxpr, lambda atoms: _concrete(closed, flat_args, atoms), 1.0, trace)
-    return trace
+    return TracedWorkload(fn, *args, **kwargs).records(*args)
 
 
 def _nbytes(aval) -> float:
@@ -75,25 +89,38 @@ def _scope(eqn) -> str:
     return str(eqn.source_info.name_stack)
 
 
-def _concrete(closed, flat_args, atoms) -> list[np.ndarray]:
-    """Values of ``atoms`` (top-level vars) computed from the workload's arguments (dead code pruned)."""
+def _concrete(closed, inputs, atoms) -> list[np.ndarray]:
+    """Values of ``atoms`` (vars of ``closed``) from its inputs, evaluating only what they depend on.
+
+    ``inputs(positions)`` returns the values of the jaxpr's inputs at those positions (constvars first).
+    """
     from jax._src.interpreters import partial_eval as pe
 
     wanted = list(atoms)
     if all(hasattr(a, "val") for a in wanted):
         return [np.asarray(a.val) for a in wanted]
-    jaxpr = closed.jaxpr.replace(outvars=wanted, debug_info=None)
-    jaxpr = jaxpr.replace(constvars=[], invars=list(jaxpr.constvars) + list(jaxpr.invars))
     with warnings.catch_warnings():  # the pruned jaxpr carries no DebugInfo; jax warns about that
         warnings.simplefilter("ignore", DeprecationWarning)
+        jaxpr = closed.jaxpr.replace(outvars=wanted, debug_info=None)
+        jaxpr = jaxpr.replace(constvars=[], invars=list(jaxpr.constvars) + list(jaxpr.invars))
         sub, used = pe.dce_jaxpr(jaxpr, [True] * len(wanted))
-    inputs = [x for x, u in zip(list(closed.consts) + list(flat_args), used) if u]
-    if any(x is None for x in inputs):
-        raise NotStatic("a kernel's scalar-prefetch operand depends on a loop carry")
-    return [np.asarray(v) for v in jax.core.eval_jaxpr(sub, [], *inputs)]
+    n_consts = len(closed.consts)
+    positions = [i for i, u in enumerate(used) if u]
+    consts = [closed.consts[i] for i in positions if i < n_consts]
+    values = consts + inputs([i - n_consts for i in positions if i >= n_consts])
+    return [np.asarray(v) for v in jax.core.eval_jaxpr(sub, [], *values)]
 
 
-def _walk(jaxpr, resolve, weight: float, trace: WorkloadTrace) -> None:
+def _top_inputs(flat_args):
+    def inputs(positions):
+        values = [flat_args[i] for i in positions]
+        if any(isinstance(v, jax.ShapeDtypeStruct) for v in values):
+            raise NotStatic("a kernel's scalar-prefetch operand depends on an abstract (shape-only) argument")
+        return values
+    return inputs
+
+
+def _walk(jaxpr, resolve, weight: float, trace: WorkloadTrace, memo: dict) -> None:
     """Record every eqn; ``resolve(atoms)`` gives concrete values of this jaxpr's vars (None inside loops)."""
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
@@ -104,7 +131,10 @@ def _walk(jaxpr, resolve, weight: float, trace: WorkloadTrace) -> None:
                 if resolve is None:
                     raise NotStatic("scalar-prefetch operands of a kernel inside a loop are not static")
                 prefetch = resolve(eqn.invars[:n_prefetch])
-            trace.kernels.append(record_pallas_call(eqn, prefetch, _scope(eqn), weight))
+            key = (id(eqn), tuple(np.asarray(p).tobytes() for p in prefetch))
+            if key not in memo:
+                memo[key] = record_pallas_call(eqn, prefetch, _scope(eqn), 1.0)
+            trace.kernels.append(dataclasses.replace(memo[key], weight=weight))
         elif name == "dot_general":
             batch, m, k, n, in_b = _dot_shape(eqn)
             trace.matmuls.append(XlaMatmul(_scope(eqn), batch, m, k, n, in_b,
@@ -112,14 +142,14 @@ def _walk(jaxpr, resolve, weight: float, trace: WorkloadTrace) -> None:
         elif name == "scan":
             body = eqn.params["jaxpr"]
             consts = eqn.params["num_consts"]
-            _walk(body.jaxpr, _inner_resolver(resolve, eqn, body, known=consts), weight * eqn.params["length"], trace)
+            _walk(body.jaxpr, _inner_resolver(resolve, eqn, body, known=consts), weight * eqn.params["length"], trace, memo)
         elif name == "while":
-            _walk(eqn.params["body_jaxpr"].jaxpr, None, weight * _fori_trip_count(eqn), trace)
+            _walk(eqn.params["body_jaxpr"].jaxpr, None, weight * _fori_trip_count(eqn), trace, memo)
         elif name == "cond":
             raise NotStatic("a data-dependent branch (lax.cond) in the workload cannot be counted")
         elif name in _CALLS:
             inner = eqn.params.get("jaxpr") or eqn.params.get("call_jaxpr") or eqn.params.get("fun_jaxpr")
-            _walk(getattr(inner, "jaxpr", inner), _inner_resolver(resolve, eqn, inner), weight, trace)
+            _walk(getattr(inner, "jaxpr", inner), _inner_resolver(resolve, eqn, inner), weight, trace, memo)
         elif name not in _FREE:
             moved = sum(_nbytes(v.aval) for v in eqn.invars if not hasattr(v, "val")) + sum(_nbytes(v.aval) for v in eqn.outvars)
             elements = sum(float(np.prod(getattr(v.aval, "shape", ()))) for v in eqn.outvars)
@@ -137,11 +167,12 @@ def _inner_resolver(resolve, eqn, inner, known: int | None = None):
         return None
     known = len(eqn.invars) if known is None else known
 
-    def inner_values(atoms):
-        outer = resolve(list(eqn.invars[:known])) + [None] * (len(eqn.invars) - known)
-        return _concrete(inner, outer, atoms)
+    def inputs(positions):
+        if any(i >= known for i in positions):
+            raise NotStatic("a kernel's scalar-prefetch operand depends on a loop carry")
+        return resolve([eqn.invars[i] for i in positions])
 
-    return inner_values
+    return lambda atoms: _concrete(inner, inputs, atoms)
 
 
 def _fori_trip_count(eqn) -> int:

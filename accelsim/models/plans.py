@@ -1,0 +1,59 @@
+"""Block sizes for every kernel call of a model phase on one chip, chosen by the tiling model."""
+
+from __future__ import annotations
+
+from accelsim.chips import Chip
+from accelsim.models.config import LlamaConfig
+from accelsim.models.llama import ModelBlocks, expected_experts_touched
+from accelsim.tiling import plan_matmul
+from accelsim.tiling.attention import plan_attention
+from accelsim.tiling.decode import plan_decode
+
+
+def _mm(m: int, k: int, n: int, chip: Chip, dtype: str) -> tuple[int, int, int]:
+    blocks = plan_matmul(m, k, n, chip, dtype).blocks
+    return blocks["bm"], blocks["bn"], blocks["bk"]
+
+
+def model_blocks(config: LlamaConfig, tokens: int, chip: Chip, dtype: str, *, batch: int, seq: int,
+                 cache_len: int, phase: str) -> ModelBlocks:
+    """Blocks for ``tokens`` = batch * seq rows per matmul (prefill) or batch rows (decode).
+
+    Matmul plans are per projection shape; MoE experts see ``expert_capacity`` rows each.
+    Decode blocks are chosen for a full cache, so one compiled step serves every length.
+    """
+    c = config
+    experts = capacity = 0
+    router = None
+    ffn_rows = tokens
+    if c.is_moe:
+        experts = expected_experts_touched(c, tokens)
+        capacity = -(-tokens * c.experts_per_token // experts)
+        ffn_rows = capacity
+        router = _mm(tokens, c.hidden_size, c.num_experts, chip, dtype)
+    attention = (64, 64)
+    decode_kv = 64
+    if phase == "prefill":
+        blocks = plan_attention(batch, c.num_heads, c.num_kv_heads, seq, seq, c.head_dim, True, chip, dtype).blocks
+        attention = (blocks["block_q"], blocks["block_kv"])
+    else:
+        decode_kv = plan_decode([cache_len] * batch, c.num_heads, c.num_kv_heads, c.head_dim, cache_len, chip,
+                                dtype).blocks["block_kv"]
+    head_rows = batch if phase == "prefill" else tokens  # prefill computes logits of the last position only
+    return ModelBlocks(
+        qkv=_mm(tokens, c.hidden_size, c.q_size + 2 * c.kv_size, chip, dtype),
+        o=_mm(tokens, c.q_size, c.hidden_size, chip, dtype),
+        gate_up=_mm(ffn_rows, c.hidden_size, 2 * c.intermediate_size, chip, dtype),
+        down=_mm(ffn_rows, c.intermediate_size, c.hidden_size, chip, dtype),
+        lm_head=_mm(head_rows, c.hidden_size, c.vocab_size, chip, dtype),
+        attention=attention, decode_kv=decode_kv, router=router, experts_touched=experts, expert_capacity=capacity,
+    )
+
+
+def phase_blocks(config: LlamaConfig, chip: Chip, dtype: str, batch: int, prompt_len: int,
+                 cache_len: int) -> tuple[ModelBlocks, ModelBlocks]:
+    """(prefill blocks, decode blocks) for one run shape on one chip."""
+    prefill = model_blocks(config, batch * prompt_len, chip, dtype, batch=batch, seq=prompt_len,
+                           cache_len=cache_len, phase="prefill")
+    decode = model_blocks(config, batch, chip, dtype, batch=batch, seq=1, cache_len=cache_len, phase="decode")
+    return prefill, decode
