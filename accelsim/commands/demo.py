@@ -1,21 +1,19 @@
-"""`accelsim demo`: the main job."""
+"""`accelsim demo`: the main job — SmolLM2 generates here through our kernels, then that very run is costed on every chip."""
 
 from __future__ import annotations
 
 import argparse
 
-from accelsim.commands.common import chips_from_args
-from accelsim.report.plans import plans_table
-from accelsim.tiling import plan_matmul
+from accelsim.commands.run import DEFAULT_PROMPT, run_and_cost
 
-HELP = "the main job: run a workload here and cost it on every chip"
+HELP = "the main job: generate text with SmolLM2 on this machine, then show what that run costs on every chip"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=int, default=4096, help="square matmul size")
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
+    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--json", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
-    plans = [plan_matmul(args.size, args.size, args.size, chip, "bf16") for chip in chips_from_args(None)]
-    print(plans_table(plans, f"matmul {args.size}^3 bf16 on every chip"))
-    return 0
+    return run_and_cost(args.prompt, args.max_new_tokens, 0.0, 1, True, None, "h100-sxm", args.json)

@@ -19,18 +19,35 @@ def wave_of_each_step(grid: tuple[int, ...], units: int) -> tuple[np.ndarray, np
     return (order // last) // units, order % last
 
 
+def _row_keys(columns: list[np.ndarray]) -> np.ndarray:
+    """One int64 per row, equal exactly when the rows are equal: a mixed-radix encoding, or the row's
+    rank among the distinct rows when the radices would overflow int64."""
+    columns = [np.asarray(c, np.int64) for c in columns]
+    if not len(columns[0]):
+        return np.zeros(0, np.int64)
+    lows = [int(c.min()) for c in columns]
+    radices = [int(c.max()) - low + 1 for c, low in zip(columns, lows)]
+    if np.prod([float(r) for r in radices]) >= 2.0 ** 62:
+        return np.unique(np.stack(columns, 1), axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    key = np.zeros(len(columns[0]), np.int64)
+    for column, low, radix in zip(columns, lows, radices):
+        key = key * radix + (column - low)
+    return key
+
+
 def wave_unique_bytes(indices: np.ndarray, step_bytes: np.ndarray, copied: np.ndarray, grid: tuple[int, ...],
                       units: int) -> float:
     """Bytes of the distinct blocks each wave copies (first copy of each block in a wave misses), summed."""
     wave, _ = wave_of_each_step(grid, units)
-    keyed = np.concatenate([wave[:, None], indices], axis=1)[copied]
-    _, first = np.unique(keyed, axis=0, return_index=True)
+    keys = _row_keys([wave[copied]] + [indices[copied, i] for i in range(indices.shape[1])])
+    _, first = np.unique(keys, return_index=True)
     return float(step_bytes[copied][first].sum())
 
 
 def wave_step_working_set(indices: np.ndarray, block_bytes: float, grid: tuple[int, ...], units: int) -> float:
     """Largest number of bytes of one operand's distinct blocks a wave needs at one sequential step."""
     wave, seq = wave_of_each_step(grid, units)
-    keyed = np.unique(np.concatenate([wave[:, None], seq[:, None], indices], axis=1), axis=0)
-    _, counts = np.unique(keyed[:, :2], axis=0, return_counts=True)
+    step_group = _row_keys([wave, seq])
+    _, first = np.unique(_row_keys([wave, seq] + [indices[:, i] for i in range(indices.shape[1])]), return_index=True)
+    _, counts = np.unique(step_group[first], return_counts=True)
     return float(counts.max()) * block_bytes

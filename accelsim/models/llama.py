@@ -145,7 +145,8 @@ def prefill(params: dict, tokens: jax.Array, config: LlamaConfig, blocks: ModelB
     and the KV cache (layers, B, G, cache_len, hd) holding the S prompt positions."""
     c = config
     batch, seq = tokens.shape
-    x = params["embed"][tokens].reshape(batch * seq, c.hidden_size)
+    act = params["final_norm"].dtype  # norms are kept in the activation dtype; weights may be narrower
+    x = params["embed"][tokens].astype(act).reshape(batch * seq, c.hidden_size)
     cos, sin = rope_tables(jnp.arange(seq), c.head_dim, c.rope_theta)
     bq, bkv = blocks.attention
 
@@ -182,7 +183,7 @@ def decode(params: dict, tokens: jax.Array, cache: KVCache, lengths: jax.Array, 
 
     Returns logits (B, V) and the cache with the new K/V appended by the decode kernel."""
     c = config
-    x = params["embed"][tokens]
+    x = params["embed"][tokens].astype(params["final_norm"].dtype)
     cos, sin = rope_tables(lengths - 1, c.head_dim, c.rope_theta)
 
     def layer_fn(x, inputs):

@@ -26,7 +26,7 @@ GPU_RULE = BlockRule(
     "registers: 64K 32-bit registers per SM (Hopper and Ampere whitepapers); we assume at most half hold them",
     register_accumulator_bytes=128 * 1024,
 )
-FREE_RULE = BlockRule(1, 1, False, "no block-shape rule modelled for this chip family")
+FREE_RULE = BlockRule(8, 8, False, "no vendor block rule modelled: blocks are multiples of 8 (or the whole dim)")
 
 
 def block_rule(chip: Chip) -> BlockRule:

@@ -109,6 +109,7 @@ def plan_matmul(m: int, k: int, n: int, chip: Chip, dtype: str = "bf16", out_dty
     return best
 
 
+MAX_GRID_STEPS = 1 << 21  # no sensible schedule has more; also bounds the cost of tracing it
 NEAR_TIE = 1.01  # the model is not more precise than 1%
 
 
@@ -140,7 +141,8 @@ def candidate_blocks(m: int, k: int, n: int, chip: Chip, dtype: str, out_dtype: 
             continue
         if legal and staging_bytes_needed(bm, bn, bk, in_b, out_b, not in_registers) <= capacity:
             out.append((bm, bn, bk))
-    return out
+    small_grids = [b for b in out if math.prod(grid_of(m, k, n, *b)) <= MAX_GRID_STEPS]
+    return small_grids or out
 
 
 def _evaluate(m: int, k: int, n: int, chip: Chip, dtype: str, out_dtype: str, bm: int, bn: int, bk: int,

@@ -57,10 +57,25 @@ def price_kernel(record: KernelRecord, chip: Chip) -> OpCost:
                           timing.total_cycles, timing.time_s, timing.bound, 1.0, {"exp": record.exps}), record.weight)
 
 
+_CACHE_MEMO: dict = {}
+
+
 def _main_bytes_behind_cache(record: KernelRecord, chip: Chip) -> float:
-    """Every copy reaches main memory, unless a cache holds what a wave needs per step (see cost/cache.py)."""
+    """Every copy reaches main memory, unless a cache holds what a wave needs per step (see cost/cache.py).
+
+    Memoised per traced kernel and chip: a decode loop re-prices the same matmul kernels every step."""
     if not chip.cache_levels:
         return record.main_bytes
+    key = (id(record.transfers), chip.name, chip.matrix.count, chip.cache_levels[0].total_capacity_bytes)
+    hit = _CACHE_MEMO.get(key)
+    if hit is not None and hit[0] is record.transfers:
+        return hit[1]
+    value = _cache_filtered(record, chip)
+    _CACHE_MEMO[key] = (record.transfers, value)
+    return value
+
+
+def _cache_filtered(record: KernelRecord, chip: Chip) -> float:
     units, reads = chip.matrix.count, [t for t in record.transfers if t.direction == "read"]
     working_set = sum(wave_step_working_set(t.indices, t.block_bytes, record.grid, units) for t in reads)
     if working_set > chip.cache_levels[0].total_capacity_bytes:

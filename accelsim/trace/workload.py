@@ -9,7 +9,6 @@ records; ``accelsim.cost.workload`` prices them on a chip. Loop bodies count onc
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass, field
 
 import jax
@@ -90,25 +89,34 @@ def _scope(eqn) -> str:
 
 
 def _concrete(closed, inputs, atoms) -> list[np.ndarray]:
-    """Values of ``atoms`` (vars of ``closed``) from its inputs, evaluating only what they depend on.
+    """Values of ``atoms`` (vars of ``closed``) from its inputs, evaluating only the eqns they depend on.
 
     ``inputs(positions)`` returns the values of the jaxpr's inputs at those positions (constvars first).
+    The backward slice ignores effects on purpose: a kernel that writes a buffer in place cannot
+    change a scalar computed before it.
     """
-    from jax._src.interpreters import partial_eval as pe
-
     wanted = list(atoms)
     if all(hasattr(a, "val") for a in wanted):
         return [np.asarray(a.val) for a in wanted]
-    with warnings.catch_warnings():  # the pruned jaxpr carries no DebugInfo; jax warns about that
-        warnings.simplefilter("ignore", DeprecationWarning)
-        jaxpr = closed.jaxpr.replace(outvars=wanted, debug_info=None)
-        jaxpr = jaxpr.replace(constvars=[], invars=list(jaxpr.constvars) + list(jaxpr.invars))
-        sub, used = pe.dce_jaxpr(jaxpr, [True] * len(wanted))
-    n_consts = len(closed.consts)
-    positions = [i for i, u in enumerate(used) if u]
-    consts = [closed.consts[i] for i in positions if i < n_consts]
-    values = consts + inputs([i - n_consts for i in positions if i >= n_consts])
-    return [np.asarray(v) for v in jax.core.eval_jaxpr(sub, [], *values)]
+    jaxpr = closed.jaxpr
+    needed = {a for a in wanted if not hasattr(a, "val")}
+    kept = []
+    for eqn in reversed(jaxpr.eqns):
+        if any(out in needed for out in eqn.outvars):
+            kept.append(eqn)
+            needed.update(v for v in eqn.invars if not hasattr(v, "val"))
+    all_inputs = list(jaxpr.constvars) + list(jaxpr.invars)
+    positions = [i for i, v in enumerate(all_inputs) if v in needed]
+    n_consts = len(jaxpr.constvars)
+    values = [closed.consts[i] for i in positions if i < n_consts]
+    values += inputs([i - n_consts for i in positions if i >= n_consts])
+    env = dict(zip([all_inputs[i] for i in positions], values))
+    for eqn in reversed(kept):
+        args = [a.val if hasattr(a, "val") else env[a] for a in eqn.invars]
+        sub = eqn.primitive.bind(*args, **eqn.params)
+        outs = sub if eqn.primitive.multiple_results else [sub]
+        env.update(zip(eqn.outvars, outs))
+    return [np.asarray(a.val if hasattr(a, "val") else env[a]) for a in wanted]
 
 
 def _top_inputs(flat_args):
@@ -120,10 +128,14 @@ def _top_inputs(flat_args):
     return inputs
 
 
-def _walk(jaxpr, resolve, weight: float, trace: WorkloadTrace, memo: dict) -> None:
-    """Record every eqn; ``resolve(atoms)`` gives concrete values of this jaxpr's vars (None inside loops)."""
+def _walk(jaxpr, resolve, weight: float, trace: WorkloadTrace, memo: dict, prefix: str = "") -> None:
+    """Record every eqn; ``resolve(atoms)`` gives concrete values of this jaxpr's vars (None inside loops).
+
+    ``prefix`` is the named scope of the enclosing call, so ops inside a jitted kernel wrapper keep
+    the caller's ``jax.named_scope`` labels."""
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
+        scope = "/".join(p for p in (prefix, _scope(eqn)) if p)
         if name == "pallas_call":
             n_prefetch = eqn.params["grid_mapping"].num_index_operands
             prefetch = []
@@ -133,28 +145,42 @@ def _walk(jaxpr, resolve, weight: float, trace: WorkloadTrace, memo: dict) -> No
                 prefetch = resolve(eqn.invars[:n_prefetch])
             key = (id(eqn), tuple(np.asarray(p).tobytes() for p in prefetch))
             if key not in memo:
-                memo[key] = record_pallas_call(eqn, prefetch, _scope(eqn), 1.0)
-            trace.kernels.append(dataclasses.replace(memo[key], weight=weight))
+                memo[key] = record_pallas_call(eqn, prefetch, scope, 1.0)
+            trace.kernels.append(dataclasses.replace(memo[key], weight=weight, scope=scope))
         elif name == "dot_general":
             batch, m, k, n, in_b = _dot_shape(eqn)
-            trace.matmuls.append(XlaMatmul(_scope(eqn), batch, m, k, n, in_b,
+            trace.matmuls.append(XlaMatmul(scope, batch, m, k, n, in_b,
                                            np.dtype(eqn.outvars[0].aval.dtype).itemsize, weight))
         elif name == "scan":
             body = eqn.params["jaxpr"]
             consts = eqn.params["num_consts"]
-            _walk(body.jaxpr, _inner_resolver(resolve, eqn, body, known=consts), weight * eqn.params["length"], trace, memo)
+            _walk(body.jaxpr, _inner_resolver(resolve, eqn, body, known=consts), weight * eqn.params["length"], trace, memo, scope)
         elif name == "while":
-            _walk(eqn.params["body_jaxpr"].jaxpr, None, weight * _fori_trip_count(eqn), trace, memo)
+            _walk(eqn.params["body_jaxpr"].jaxpr, None, weight * _fori_trip_count(eqn), trace, memo, scope)
         elif name == "cond":
             raise NotStatic("a data-dependent branch (lax.cond) in the workload cannot be counted")
         elif name in _CALLS:
             inner = eqn.params.get("jaxpr") or eqn.params.get("call_jaxpr") or eqn.params.get("fun_jaxpr")
-            _walk(getattr(inner, "jaxpr", inner), _inner_resolver(resolve, eqn, inner), weight, trace, memo)
+            _walk(getattr(inner, "jaxpr", inner), _inner_resolver(resolve, eqn, inner), weight, trace, memo, scope)
         elif name not in _FREE:
-            moved = sum(_nbytes(v.aval) for v in eqn.invars if not hasattr(v, "val")) + sum(_nbytes(v.aval) for v in eqn.outvars)
+            moved = _moved_bytes(eqn)
             elements = sum(float(np.prod(getattr(v.aval, "shape", ()))) for v in eqn.outvars)
             if moved:
-                trace.ops.append(XlaOp(name, _scope(eqn), moved, elements, weight))
+                trace.ops.append(XlaOp(name, scope, moved, elements, weight))
+
+
+def _moved_bytes(eqn) -> float:
+    """Bytes an op left to XLA reads and writes: all operands and results, except that indexed reads
+    touch only the rows they return and in-place updates only the rows they write."""
+    name = eqn.primitive.name
+    indices = sum(_nbytes(v.aval) for v in eqn.invars[1:] if not hasattr(v, "val"))
+    if name in ("gather", "dynamic_slice", "slice"):
+        out = sum(_nbytes(v.aval) for v in eqn.outvars)
+        return 2 * out + (indices if name != "slice" else 0)
+    if name in ("dynamic_update_slice", "scatter", "scatter-add", "scatter_add"):
+        update = _nbytes(eqn.invars[-1].aval) if name != "dynamic_update_slice" else _nbytes(eqn.invars[1].aval)
+        return 2 * update
+    return sum(_nbytes(v.aval) for v in eqn.invars if not hasattr(v, "val")) + sum(_nbytes(v.aval) for v in eqn.outvars)
 
 
 def _inner_resolver(resolve, eqn, inner, known: int | None = None):

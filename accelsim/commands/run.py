@@ -1,0 +1,75 @@
+"""`accelsim run --model smollm2-135m --prompt ... --max-new-tokens N --chip ...`: generate here, cost it per chip."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from accelsim.commands.common import add_chip_argument, add_json_argument, chips_from_args, progress
+from accelsim.errors import AccelsimError
+from accelsim.models.config import model_names
+from accelsim.models.costing import cost_run
+from accelsim.models.session import SMOLLM2, run_smollm2
+from accelsim.report.runs import ops_table, runs_table
+from accelsim.report.table import seconds, to_json
+
+HELP = "generate text with SmolLM2 on this machine through our kernels, then cost that run on chips"
+DEFAULT_PROMPT = "What is the capital of France? Answer in one sentence."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=SMOLLM2, help="a model with real weights here (only smollm2-135m ships)")
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
+    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    parser.add_argument("--batch", type=int, default=1, help="copies of the prompt decoded together")
+    parser.add_argument("--raw", action="store_true", help="no chat template around the prompt")
+    parser.add_argument("--detail", default="h100-sxm", help="chip whose per-op table is printed")
+    add_chip_argument(parser)
+    add_json_argument(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.model != SMOLLM2:
+        known = ", ".join(model_names())
+        raise AccelsimError(f"model '{args.model}' has no weights here: `run` executes {SMOLLM2} only "
+                            f"(use `accelsim estimate --model` for {known})")
+    return run_and_cost(args.prompt, args.max_new_tokens, args.temperature, args.batch, not args.raw,
+                        args.chip, args.detail, args.json)
+
+
+def run_and_cost(prompt: str, max_new_tokens: int, temperature: float, batch: int, chat: bool,
+                 chip_names: list[str] | None, detail: str, as_json: bool) -> int:
+    chips = chips_from_args(chip_names)
+    stream = None if as_json else (lambda piece: print(piece, end="", flush=True))
+    if stream:
+        print(f"prompt: {prompt}\n\nSmolLM2-135M-Instruct, on this machine through accelsim's kernels:\n")
+    started = time.perf_counter()
+    host_run = run_smollm2(prompt, max_new_tokens, temperature, chat, batch, progress=progress, on_text=stream)
+    gen = host_run.generation
+    if stream:
+        print("\n")
+    warm = gen.decode_s[1:] or gen.decode_s  # the first decode step compiles
+    measured_tpot = statistics.median(warm) if warm else 0.0
+    progress(f"costing that run on {len(chips)} chips (traced with each chip's own blocks)...")
+    runs = [cost_run(host_run.config, chip, batch, len(host_run.prompt_ids), gen.decode_lengths,
+                     act_dtype="f32" if chip.name == "host" else "bf16",
+                     weight_dtype="f32" if chip.name == "host" else "bf16") for chip in chips]
+    if as_json:
+        print(to_json({"text": host_run.text, "prompt_tokens": len(host_run.prompt_ids),
+                       "new_tokens": int(gen.new_tokens.shape[1]),
+                       "measured_on_host": {"prefill_s": gen.prefill_s, "tpot_s": measured_tpot,
+                                            "wall_s": time.perf_counter() - started},
+                       "chips": [r.to_dict() for r in runs]}))
+        return 0
+    n_new = gen.new_tokens.shape[1]
+    print(runs_table(runs, f"that run ({len(host_run.prompt_ids)} prompt tokens, {n_new} new, batch {batch}) "
+                           "on each chip: bf16 weights and KV (host: f32, as executed)"))
+    print(f"\nmeasured here: prefill {seconds(gen.prefill_s)} (includes compilation on first use), "
+          f"decode {seconds(measured_tpot)} per token (median, first step's compile excluded)")
+    chosen = next((r for r in runs if r.chip == detail), runs[0])
+    print()
+    print(ops_table(chosen.decode, host_run.config.num_layers,
+                    f"{chosen.chip}: one decode step at context {int(gen.decode_lengths[-1][0]) if gen.decode_lengths else len(host_run.prompt_ids)}, by op"))
+    return 0
