@@ -9,6 +9,7 @@ import numpy as np
 from accelsim.commands.common import add_chip_argument, add_json_argument, chips_from_args, progress
 from accelsim.dtypes import canonical_dtype
 from accelsim.errors import AccelsimError
+from accelsim.models.capacity import plan_capacity
 from accelsim.models.config import load_config
 from accelsim.models.costing import cost_run
 from accelsim.report.runs import ops_table, runs_table
@@ -56,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if args.chips is not None and args.chips < 1:
         raise AccelsimError(f"--chips {args.chips} is impossible: at least 1")
     chips = chips_from_args(args.chip)
+    for chip in chips:  # refuse an impossible --chips before any work or output
+        plan_capacity(config, chip, args.batch, args.prompt_len + args.gen_len, weights, args.kv_dtype, args.chips)
     lengths = [np.repeat(l, args.batch) for l in decode_lengths(args.prompt_len, args.gen_len)]
     progress(f"tracing {config.name} (no weights) with each chip's blocks; pricing prefill and "
              f"{len(lengths)} decode steps per chip...")
