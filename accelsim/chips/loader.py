@@ -17,7 +17,7 @@ HOST_NAME = "host"
 
 _TOP = {"name": str, "vendor": str, "architecture": str, "description": str, "clock": dict, "matrix": dict,
         "memory": list, "link": list, "pipeline": dict}
-_PIPELINE = {"step_overhead_s": float, "source": str, "assumption": str}
+_PIPELINE = {"step_overhead_s": float, "step_operand_bytes_per_s": float, "source": str, "assumption": str}
 _TOP_REQUIRED = ("name", "vendor", "architecture", "clock", "matrix", "memory")
 _CLOCK = {"hz": float, "source": str, "assumption": str}
 _MATRIX = {"kind": str, "rows": int, "cols": int, "count": int, "dataflow": str, "dense_flops": dict,
@@ -84,14 +84,14 @@ def chip_from_dict(data: dict[str, Any], where: str = "<dict>") -> Chip:
     links = tuple(_link(link, where, f"link[{i}].") for i, link in enumerate(data.get("link", [])))
     pipeline = data.get("pipeline", {"step_overhead_s": 0.0, "source": "not modelled"})
     _check_fields(pipeline, _PIPELINE, ("step_overhead_s", "source"), where, "pipeline.")
-    if pipeline["step_overhead_s"] < 0:
-        raise AccelsimError(f"chip file {where}: 'pipeline.step_overhead_s' must not be negative "
-                            f"(got {pipeline['step_overhead_s']})")
+    if pipeline["step_overhead_s"] < 0 or pipeline.get("step_operand_bytes_per_s", 0.0) < 0:
+        raise AccelsimError(f"chip file {where}: 'pipeline' figures must not be negative (got {pipeline})")
     return Chip(
         name=data["name"], vendor=data["vendor"], architecture=arch,
         clock_hz=_positive(clock["hz"], where, "clock.hz"), clock_source=clock["source"],
         matrix=matrix, memory=memory, links=links, description=data.get("description", ""), origin=where,
         step_overhead_s=float(pipeline["step_overhead_s"]), step_overhead_source=pipeline["source"],
+        step_operand_bytes_per_s=float(pipeline.get("step_operand_bytes_per_s", 0.0)),
     )
 
 

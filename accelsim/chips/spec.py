@@ -85,7 +85,8 @@ class Chip:
     links: tuple[Link, ...] = field(default_factory=tuple)
     description: str = ""
     origin: str = ""  # path of the file this chip was read from
-    step_overhead_s: float = 0.0  # fixed cost of one kernel grid step (bookkeeping, DMA issue)
+    step_overhead_s: float = 0.0  # fixed cost of each kernel grid step after the first (bookkeeping, DMA issue)
+    step_operand_bytes_per_s: float = 0.0  # >0: each step after the first also moves every operand array at this rate
     step_overhead_source: str = ""
 
     @property

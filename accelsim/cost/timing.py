@@ -30,13 +30,14 @@ def memory_cycles(chip: Chip, bytes_per_level: dict[str, float]) -> dict[str, fl
 
 def overlap(chip: Chip, compute_cycles: float, bytes_per_level: dict[str, float],
             prologue_bytes: float = 0.0, epilogue_bytes: float = 0.0, interconnect_bytes: float = 0.0,
-            grid_steps: float = 0.0) -> Timing:
+            grid_steps: float = 0.0, operand_bytes: float = 0.0) -> Timing:
     """Double buffering: each tile costs the larger of its compute and its transfers.
 
     With uniform tiles that sums to max(compute, every memory level) over the whole kernel, plus the
     first tile's load (prologue) and the last tile's store (epilogue), which nothing overlaps.
     Interconnect traffic (work split across chips) is added, not overlapped, and so is the chip's
-    fixed per-grid-step overhead, if its file gives one.
+    fixed per-grid-step overhead, if its file gives one; where the chip re-moves whole operands at
+    every step (Pallas interpret mode on a CPU host), ``operand_bytes`` at its measured rate too.
     """
     per_level = memory_cycles(chip, bytes_per_level)
     main_bw = chip.main_memory.bandwidth_bytes_per_s / chip.clock_hz
@@ -44,7 +45,10 @@ def overlap(chip: Chip, compute_cycles: float, bytes_per_level: dict[str, float]
     link_bw = chip.interconnect_bytes_per_s
     link_cycles = interconnect_bytes / link_bw * chip.clock_hz if interconnect_bytes and link_bw else 0.0
     steady = max([compute_cycles, *per_level.values()])
-    step_cycles = grid_steps * chip.step_overhead_s * chip.clock_hz
+    per_step = chip.step_overhead_s
+    if chip.step_operand_bytes_per_s:
+        per_step += operand_bytes / chip.step_operand_bytes_per_s
+    step_cycles = max(grid_steps - 1, 0) * per_step * chip.clock_hz  # the first step is the kernel itself
     total = prologue + steady + epilogue + link_cycles + step_cycles
     terms = {"compute": compute_cycles, **per_level}
     bound = max(terms, key=terms.get)

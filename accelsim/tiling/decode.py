@@ -95,6 +95,8 @@ def _decode_plan(chip: Chip, dtype: str, lengths: list[int], heads: int, kv_head
         kv_rows = np.minimum(-(-lens // block_kv) * block_kv, cache_len)
         nkv = math.ceil(cache_len / block_kv)
     append = 4 * batch * kv_heads * head_dim * in_b  # read k_new, v_new; write both into the cache
+    cache_rows = (math.ceil(cache_len / page_size) * page_size * batch) if page_size else cache_len * batch
+    cache_bytes = cache_rows * kv_heads * head_dim * in_b  # one of K or V, whole
     q_bytes = batch * heads * head_dim * in_b
     kv_bytes = kv_heads * head_dim * in_b * float(kv_rows.sum())
     copies = append + 2 * q_bytes + 2 * kv_bytes
@@ -110,10 +112,12 @@ def _decode_plan(chip: Chip, dtype: str, lengths: list[int], heads: int, kv_head
     compute = waves(parallel, chip.matrix.count) * computed * cycles / parallel
     first_kv = block_kv if page_size else min(block_kv, cache_len)
     attention = overlap(chip, compute, attention_levels, (group + 2 * first_kv) * head_dim * in_b,
-                        group * head_dim * in_b, grid_steps=batch * kv_heads * nkv)
+                        group * head_dim * in_b, grid_steps=batch * kv_heads * nkv,
+                        operand_bytes=2 * batch * heads * head_dim * in_b + 2 * cache_bytes)
     append_levels = _level_bytes(chip, append, append, 0.0)
     appending = overlap(chip, 0.0, append_levels, 2 * head_dim * in_b, 2 * head_dim * in_b,
-                        grid_steps=batch * kv_heads)
+                        grid_steps=batch * kv_heads,
+                        operand_bytes=2 * batch * kv_heads * head_dim * in_b + 4 * cache_bytes)
     levels = {name: attention_levels[name] + append_levels[name] for name in attention_levels}
     total_cycles = attention.total_cycles + appending.total_cycles
     time_s = total_cycles / chip.clock_hz

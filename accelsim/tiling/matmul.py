@@ -163,7 +163,8 @@ def _evaluate(m: int, k: int, n: int, chip: Chip, dtype: str, out_dtype: str, bm
     compute = waves(gm * gn, chip.matrix.count) * gk * step_cycles(chip, dtype, bm, bk, bn)
     prologue = (min(bm, m) * min(bk, k) + min(bk, k) * min(bn, n)) * in_b
     epilogue = (m - (gm - 1) * bm) * (n - (gn - 1) * bn) * out_b
-    timing = overlap(chip, compute, bytes_per_level, prologue, epilogue, link_bytes, grid_steps=steps)
+    timing = overlap(chip, compute, bytes_per_level, prologue, epilogue, link_bytes, grid_steps=steps,
+                     operand_bytes=(m * k + k * n) * in_b + m * n * out_b)
     flops = 2.0 * m * full_n * k
     notes = ()
     if chips_needed > 1:

@@ -47,6 +47,7 @@ class KernelRecord:
     dots: Counter = field(default_factory=Counter)  # (m, k, n, in_bytes) -> block products executed
     exps: float = 0.0
     weight: float = 1.0
+    operand_bytes: float = 0.0  # every input and output array of the call, whole
 
     @property
     def parallel_blocks(self) -> int:
@@ -193,5 +194,8 @@ def record_pallas_call(eqn, prefetch: list[np.ndarray], scope: str, weight: floa
     refs = dict(zip(body.invars[: grid_mapping.num_index_operands], prefetch))
     dots, exps = kernel_work(body, grid, refs)
     name = str(eqn.params.get("name") or getattr(eqn.params.get("metadata"), "name", "") or "pallas_call")
+    operands = [v.aval for v in eqn.invars[grid_mapping.num_index_operands:] if not hasattr(v, "val")]
+    operands += [v.aval for v in eqn.outvars]
+    operand_bytes = float(sum(np.prod(a.shape) * np.dtype(a.dtype).itemsize for a in operands))
     return KernelRecord(name=name, scope=scope, grid=grid, transfers=kernel_transfers(grid_mapping, prefetch),
-                        dots=dots, exps=exps, weight=weight)
+                        dots=dots, exps=exps, weight=weight, operand_bytes=operand_bytes)

@@ -14,7 +14,6 @@ from accelsim.chips.spec import Chip
 from accelsim.cost.cache import wave_step_working_set, wave_unique_bytes
 from accelsim.cost.compute import step_cycles, step_operand_bytes, waves
 from accelsim.cost.timing import overlap
-from accelsim.tiling.matmul import plan_matmul
 from accelsim.trace.pallas import KernelRecord
 from accelsim.trace.workload import WorkloadTrace, XlaMatmul, XlaOp
 
@@ -52,9 +51,11 @@ def price_kernel(record: KernelRecord, chip: Chip) -> OpCost:
     compute = waves(parallel, chip.matrix.count) * block_cycles / parallel
     prologue = sum(t.first_bytes for t in record.transfers if t.direction == "read")
     epilogue = sum(t.last_bytes for t in record.transfers if t.direction == "write")
-    timing = overlap(chip, compute, bytes_per_level, prologue, epilogue, grid_steps=math.prod(record.grid))
+    timing = overlap(chip, compute, bytes_per_level, prologue, epilogue, grid_steps=math.prod(record.grid),
+                     operand_bytes=record.operand_bytes)
     return _scaled(OpCost(record.name, record.scope, "kernel", bytes_per_level, record.flops, timing.compute_cycles,
-                          timing.total_cycles, timing.time_s, timing.bound, 1.0, {"exp": record.exps}), record.weight)
+                          timing.total_cycles, timing.time_s, timing.bound, 1.0,
+                          {"exp": record.exps, "grid_steps": float(math.prod(record.grid))}), record.weight)
 
 
 _CACHE_MEMO: dict = {}
@@ -85,11 +86,15 @@ def _cache_filtered(record: KernelRecord, chip: Chip) -> float:
 
 
 def price_xla_matmul(record: XlaMatmul, chip: Chip) -> OpCost:
-    """A dot_general outside our kernels, priced as if it ran with the chip's matmul plan."""
-    plan = plan_matmul(record.m, record.k, record.n, chip, DTYPE_OF_BYTES[record.in_bytes],
-                       DTYPE_OF_BYTES[record.out_bytes])
-    op = OpCost("dot_general", record.scope, "xla_matmul", dict(plan.bytes_per_level), plan.flops,
-                plan.compute_cycles, plan.total_cycles, plan.time_s, plan.bound, 1.0)
+    """A dot_general left to XLA: the vendor library is assumed to tile it well, so it is priced at the
+    roofline, its compulsory bytes at main-memory bandwidth against its FLOPs at peak."""
+    dtype = DTYPE_OF_BYTES[record.in_bytes]
+    flops = 2.0 * record.m * record.k * record.n
+    main = (record.m * record.k + record.k * record.n) * record.in_bytes + record.m * record.n * record.out_bytes
+    compute = flops / chip.peak_flops(dtype) * chip.clock_hz
+    timing = overlap(chip, compute, {chip.main_memory.name: main})
+    op = OpCost("dot_general", record.scope, "xla_matmul", {chip.main_memory.name: main}, flops,
+                timing.compute_cycles, timing.total_cycles, timing.time_s, timing.bound, 1.0)
     return _scaled(op, record.batch * record.weight)
 
 

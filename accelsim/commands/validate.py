@@ -1,0 +1,97 @@
+"""`accelsim validate [--quick]`: predicted vs measured time on this machine (or its GPU), with cross-checks."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import jax
+
+from accelsim.chips import load_chip, preset_names
+from accelsim.commands.common import progress
+from accelsim.errors import AccelsimError
+from accelsim.report.table import render, to_json
+from accelsim.validate.harness import CUTOFF_S, THRESHOLD, compare, report
+
+HELP = "time a suite of ops here and compare with the model's prediction for this machine"
+RESULTS = Path("benchmarks/results")
+GPU_PRESETS = (("H200", "h200"), ("H100", "h100-sxm"), ("B200", "b200"), ("A100", "a100-80gb"), ("MI300X", "mi300x"),
+               ("TPU v5 lite", "tpu-v5e"), ("TPU v5e", "tpu-v5e"), ("TPU v5p", "tpu-v5p"), ("TPU v6", "tpu-v6e"))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats (under 3 minutes on 2 cores)")
+    parser.add_argument("--chip", help="chip to compare against (default: 'host' on CPU, the matching preset on GPU/TPU)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and PNGs")
+    parser.add_argument("--no-model", action="store_true", help="skip the SmolLM2 cases")
+    parser.add_argument("--json", action="store_true")
+
+
+def chip_for_this_machine(name: str | None):
+    """The chip to validate against: named, the preset matching the accelerator, or the calibrated host."""
+    if name:
+        return load_chip(name)
+    backend = jax.default_backend()
+    if backend == "cpu":
+        from accelsim.models.session import host_chip
+
+        return host_chip(progress)
+    kind = jax.devices()[0].device_kind
+    for needle, preset in GPU_PRESETS:
+        if needle.lower() in kind.lower():
+            return load_chip(preset)
+    raise AccelsimError(f"no preset matches device '{kind}': pass --chip NAME or a chip file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from accelsim.report.plots import predicted_vs_measured
+    from accelsim.validate.crosscheck import crosscheck
+    from accelsim.validate.rooflines import write_rooflines
+    from accelsim.validate.suite import build_suite, run_suite
+    from benchmarks.common import environment
+
+    chip = chip_for_this_machine(args.chip)
+    dtype = "f32" if jax.default_backend() == "cpu" else "bf16"
+    progress(f"validating against chip '{chip.name}' on {jax.default_backend()} ({dtype})...")
+    suite = build_suite(chip, dtype, quick=args.quick, with_model=not args.no_model, progress=progress)
+    results = run_suite(suite, chip, repeats=3 if args.quick else 5, progress=progress)
+    llc = chip.memory[-1].total_capacity_bytes if chip.architecture == "cpu" else 0
+    for result in results:
+        compare(result, CUTOFF_S, THRESHOLD, {"llc_bytes": llc})
+    progress("cross-checking FLOPs and bytes against jax.experimental.roofline and cost_analysis()...")
+    checks = crosscheck()
+    doc = report(results, chip.name, environment(), CUTOFF_S, THRESHOLD, checks)
+    suffix = f"{jax.default_backend()}{'-quick' if args.quick else ''}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path = args.out / f"validate-{suffix}.json"
+    json_path.write_text(to_json(doc))
+    png = predicted_vs_measured(doc["cases"], args.out / f"validate-{suffix}.png",
+                                f"accelsim validate on {chip.name}: predicted vs measured", CUTOFF_S)
+    roofs = write_rooflines([chip] + [load_chip(n) for n in preset_names() if n != "host" and n != chip.name],
+                            args.out / "rooflines")
+    if args.json:
+        print(to_json(doc))
+        return 0
+    print(render(doc["cases"], [
+        ("case", lambda c: c["name"]), ("impl", lambda c: c["impl"]),
+        ("measured", lambda c: f"{c['measured_s'] * 1e3:.2f} ms"), ("predicted", lambda c: f"{c['predicted_s'] * 1e3:.2f} ms"),
+        ("pred/meas", lambda c: f"{c['ratio']:.2f}"), ("bound", lambda c: c["bound"]),
+        ("counts", lambda c: "yes" if c["included"] else "no"), ("why", lambda c: c["reason"]),
+    ], title=f"predicted (chip '{chip.name}') vs measured on this machine"))
+    summary = doc["summary"]
+    print(f"\nmedian |predicted/measured - 1| over {summary['bound_cases']} bound cases "
+          f"(predicted >= {CUTOFF_S * 1e3:.0f} ms): {summary['median_abs_error']:.1%}"
+          + "".join(f"; {k.removeprefix('median_abs_error_')}: {v:.1%}" for k, v in summary.items()
+                    if k.startswith("median_abs_error_") and v is not None)
+          + f"  (goal <= {THRESHOLD:.0%}: {'met' if summary['goal_met'] else 'NOT met'})")
+    print()
+    print(render(checks, [
+        ("workload", lambda r: r["workload"]), ("FLOPs ours", lambda r: f"{r['flops_ours']:.4g}"),
+        ("roofline", lambda r: f"{r['flops_roofline']:.4g}"), ("cost_analysis", lambda r: f"{r['flops_xla_cost_analysis']:.4g}"),
+        ("bytes ours", lambda r: f"{r['bytes_ours_unfused']:.4g}"), ("roofline", lambda r: f"{r['bytes_roofline']:.4g}"),
+        ("cost_analysis", lambda r: f"{r['bytes_xla_cost_analysis']:.4g}"),
+    ], title="cross-check on loop-free f32 workloads (matmul FLOPs agree exactly; bytes explained below)"))
+    for r in checks:
+        print(f"  {r['workload']}: {r['explanation']}")
+    print(f"\nwrote {json_path}, {png} and {len(roofs)} rooflines in {args.out / 'rooflines'}")
+    return 0

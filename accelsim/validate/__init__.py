@@ -1,0 +1,1 @@
+"""Validate the analytical numbers against executed workloads: timings, cross-checks and plots."""

@@ -1,0 +1,129 @@
+"""The validation suite: matmuls, prefill and decode attention, SmolLM2 prefill and decode steps.
+
+Each case runs twice where XLA has its own op: our kernel (with the plan's blocks for the chip being
+validated) and XLA's native op. Each is timed after warm-up (median of repeats, block_until_ready)
+and predicted by tracing exactly what ran and pricing it on the chip.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from accelsim.chips import Chip
+from accelsim.trace.price import price_workload
+from accelsim.trace.workload import trace_workload
+from accelsim.validate.harness import CaseResult, Suite
+from benchmarks.common import median_time
+from kernels.attention import flash_attention
+from kernels.decode import KVCache, decode_reference, decode_step
+from kernels.matmul import matmul
+
+# (name, sizes) per op; quick mode keeps the first entries.
+MATMUL_SIZES = [(1024, 1024, 1024), (2048, 2048, 2048), (512, 4096, 512), (4096, 512, 2048), (256, 256, 256),
+                (3072, 3072, 3072)]
+ATTENTION_SHAPES = [(1, 8, 2, 1024, 64), (1, 8, 2, 2048, 64), (2, 4, 4, 512, 128), (1, 8, 8, 256, 64)]
+DECODE_SHAPES = [(8, 8, 2, 8192, 64), (4, 8, 2, 16384, 64), (16, 16, 4, 2048, 128), (2, 8, 2, 1024, 64)]
+MODEL_PROMPTS = [64, 256]
+MODEL_CONTEXTS = [128, 1024]
+
+
+def _array(seed: int, shape: tuple[int, ...], dtype) -> jax.Array:
+    return jax.random.normal(jax.random.PRNGKey(seed), shape, jnp.float32).astype(dtype)
+
+
+def build_suite(chip: Chip, dtype: str = "f32", quick: bool = False, with_model: bool = True,
+                progress: Callable[[str], None] = lambda m: None) -> Suite:
+    """Cases for ``chip``: our kernels with the chip's plan, and XLA's own ops."""
+    from accelsim.tiling import plan_matmul
+    from accelsim.tiling.attention import plan_attention
+    from accelsim.tiling.decode import plan_decode
+
+    jdt = jnp.float32 if dtype == "f32" else jnp.bfloat16
+    suite = Suite()
+    take = (lambda xs: xs[:3]) if quick else (lambda xs: xs)
+    xla_dot = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32).astype(a.dtype))
+    for i, (m, k, n) in enumerate(take(MATMUL_SIZES)):
+        a, b = _array(i, (m, k), jdt), _array(i + 100, (k, n), jdt)
+        blocks = plan_matmul(m, k, n, chip, dtype).blocks
+        suite.add(f"matmul {m}x{k}x{n}", "matmul", "ours", jax.jit(lambda a, b, bl=blocks: matmul(a, b, **bl)), a, b)
+        suite.add(f"matmul {m}x{k}x{n}", "matmul", "xla", xla_dot, a, b)
+    for i, (b, h, g, s, d) in enumerate(take(ATTENTION_SHAPES)):
+        q, kv = _array(i, (b, h, s, d), jdt), _array(i + 1, (b, g, s, d), jdt)
+        blocks = plan_attention(b, h, g, s, s, d, True, chip, dtype).blocks
+        name = f"prefill attention B{b} H{h} G{g} S{s} D{d} causal"
+        suite.add(name, "attention", "ours",
+                  jax.jit(lambda q, k, v, bl=blocks: flash_attention(q, k, v, causal=True, **bl)), q, kv, kv)
+        xla_attention = jax.jit(lambda q, k, v: jax.nn.dot_product_attention(
+            q.transpose(0, 2, 1, 3), k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), is_causal=True))
+        suite.add(name, "attention", "xla", xla_attention, q, kv, kv)
+    for i, (b, h, g, length, d) in enumerate(take(DECODE_SHAPES)):
+        q, new = _array(i, (b, h, d), jdt), _array(i + 1, (b, g, d), jdt)
+        cache = KVCache(_array(i + 2, (b, g, length, d), jdt), _array(i + 3, (b, g, length, d), jdt))
+        lengths = jnp.full((b,), length, jnp.int32)
+        block_kv = plan_decode([length] * b, h, g, d, length, chip, dtype).blocks["block_kv"]
+        name = f"decode attention B{b} H{h} G{g} L{length} D{d}"
+        suite.add(name, "decode", "ours",
+                  jax.jit(lambda q, kn, vn, c, l, bk=block_kv: decode_step(q, kn, vn, c, l, block_kv=bk)[0]),
+                  q, new, new, cache, lengths)
+        suite.add(name, "decode", "xla", jax.jit(decode_reference), q, cache.k, cache.v, lengths)
+    if with_model:
+        _add_model_cases(suite, chip, quick, progress)
+    return suite
+
+
+def _add_model_cases(suite: Suite, chip: Chip, quick: bool, progress: Callable[[str], None]) -> None:
+    from accelsim.errors import AccelsimError
+    from accelsim.models.llama import decode, prefill, stack_params
+    from accelsim.models.plans import phase_blocks
+    from accelsim.models.reference import forward
+    from accelsim.models.weights import load_smollm2
+
+    try:
+        config, raw = load_smollm2()
+    except AccelsimError as exc:
+        progress(f"  skipping SmolLM2 cases: {exc}")
+        return
+    params = stack_params(raw, config)
+    ids = np.random.default_rng(0).integers(0, config.vocab_size, 2048).astype(np.int32)
+    for prompt in MODEL_PROMPTS[:1] if quick else MODEL_PROMPTS:
+        pre, _ = phase_blocks(config, chip, "f32", 1, prompt, prompt + 1)
+        tokens = jnp.asarray(ids[None, :prompt])
+        suite.add(f"SmolLM2 prefill {prompt} tokens", "model_prefill", "ours",
+                  jax.jit(lambda p, t, bl=pre, n=prompt: prefill(p, t, config=config, blocks=bl, cache_len=n + 1)[0]),
+                  params, tokens)
+        suite.add(f"SmolLM2 prefill {prompt} tokens", "model_prefill", "xla",
+                  jax.jit(lambda p, t: forward(p, config, t)[:, -1]), raw, tokens)
+    for context in MODEL_CONTEXTS[:1] if quick else MODEL_CONTEXTS:
+        _, dec = phase_blocks(config, chip, "f32", 1, context - 1, context)
+        shape = (config.num_layers, 1, config.num_kv_heads, context, config.head_dim)
+        cache = KVCache(_array(1, shape, jnp.float32), _array(2, shape, jnp.float32))
+        suite.add(f"SmolLM2 decode step at context {context}", "model_decode", "ours",
+                  jax.jit(lambda p, t, c, l, bl=dec: decode(p, t, c, l, config=config, blocks=bl)[0]),
+                  params, jnp.asarray(ids[:1]), cache, jnp.asarray([context], jnp.int32))
+
+
+def run_suite(suite: Suite, chip: Chip, repeats: int = 5, progress: Callable[[str], None] = lambda m: None) -> list[CaseResult]:
+    """Time every case and predict it from its own trace, priced on ``chip``."""
+    results = []
+    for name, op, impl, fn, args in suite.cases:
+        measured = median_time(lambda: fn(*args), repeats=repeats, warmup=1)
+        costs = price_workload(trace_workload(fn, *args), chip)
+        results.append(CaseResult(
+            name=name, op=op, impl=impl, measured_s=measured, predicted_s=sum(c.time_s for c in costs),
+            bound=_dominant_bound(costs), flops=sum(c.flops for c in costs),
+            main_bytes=sum(c.bytes_per_level.get(chip.main_memory.name, 0.0) for c in costs),
+            grid_steps=int(sum(c.extra.get("grid_steps", 0) for c in costs)),
+        ))
+        progress(f"  {name} [{impl}]: measured {measured * 1e3:.2f} ms, predicted {results[-1].predicted_s * 1e3:.2f} ms")
+    return results
+
+
+def _dominant_bound(costs) -> str:
+    by_bound: dict[str, float] = {}
+    for cost in costs:
+        by_bound[cost.bound] = by_bound.get(cost.bound, 0.0) + cost.time_s
+    return max(by_bound, key=by_bound.get) if by_bound else "none"
