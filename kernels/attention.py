@@ -140,12 +140,21 @@ def _block_update(q, k, v, m_prev, l_prev, acc_prev, *, q_start, kv_start, sq, s
     kv_pos = kv_start + lax.broadcasted_iota(jnp.int32, (1, bkv), 1)
     v_pos = kv_start + lax.broadcasted_iota(jnp.int32, (bkv, 1), 0)
     q = jnp.where(q_pos < sq, q, jnp.zeros_like(q))  # ragged Q rows: no NaN arithmetic
-    v = jnp.where(v_pos < skv, v, jnp.zeros_like(v))  # NaN * 0 = NaN: zero them
-    s = lax.dot_general(q, k, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32,
-                        precision=precision) * scale
     valid = kv_pos < skv
     if causal:
         valid = jnp.logical_and(valid, kv_pos <= q_pos)
+    return online_softmax_update(q, k, v, m_prev, l_prev, acc_prev, valid=valid, v_valid=v_pos < skv,
+                                 scale=scale, precision=precision)
+
+
+def online_softmax_update(q, k, v, m_prev, l_prev, acc_prev, *, valid, v_valid, scale, precision):
+    """One KV block of the online softmax: scores, running max and sum, rescaled accumulator (f32).
+
+    ``valid`` masks scores (-inf), ``v_valid`` zeroes V rows (out-of-bounds pad is NaN and NaN * 0 = NaN).
+    Shared by prefill and decode attention."""
+    v = jnp.where(v_valid, v, jnp.zeros_like(v))
+    s = lax.dot_general(q, k, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32,
+                        precision=precision) * scale
     s = jnp.where(valid, s, -jnp.inf)
     m_new = jnp.maximum(m_prev, jnp.max(s, axis=1, keepdims=True))
     alpha = jnp.exp(m_prev - m_new)

@@ -69,6 +69,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
 from accelsim.errors import AccelsimError
+from kernels.attention import online_softmax_update
 
 _NEG_INIT = float(np.finfo(np.float32).min)
 _FLOAT_DTYPES = ("float32", "bfloat16", "float16")
@@ -220,18 +221,9 @@ def _decode_update(q, k, v, m_prev, l_prev, acc_prev, *, kv_start, length, scale
     bkv = k.shape[0]
     pos = kv_start + lax.broadcasted_iota(jnp.int32, (1, bkv), 1)
     v_pos = kv_start + lax.broadcasted_iota(jnp.int32, (bkv, 1), 0)
-    v = jnp.where(v_pos < length, v, jnp.zeros_like(v))  # pad is NaN in interpret mode
     precision = lax.Precision.HIGHEST if q.dtype == jnp.float32 else None
-    s = lax.dot_general(q, k, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32,
-                        precision=precision) * scale
-    s = jnp.where(pos < length, s, -jnp.inf)
-    m_new = jnp.maximum(m_prev, jnp.max(s, axis=1, keepdims=True))
-    alpha = jnp.exp(m_prev - m_new)
-    p = jnp.exp(s - m_new)
-    l_new = alpha * l_prev + jnp.sum(p, axis=1, keepdims=True)
-    pv = lax.dot_general(p.astype(v.dtype), v, (((1,), (0,)), ((), ())),
-                         preferred_element_type=jnp.float32, precision=precision)
-    return m_new, l_new, alpha * acc_prev + pv
+    return online_softmax_update(q, k, v, m_prev, l_prev, acc_prev, valid=pos < length, v_valid=v_pos < length,
+                                 scale=scale, precision=precision)
 
 
 def _decode_kernel(*refs, n_prefetch, m_specs, block_kv, scale, nblk):

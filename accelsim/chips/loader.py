@@ -16,7 +16,8 @@ PRESET_DIR = Path(__file__).parent / "presets"
 HOST_NAME = "host"
 
 _TOP = {"name": str, "vendor": str, "architecture": str, "description": str, "clock": dict, "matrix": dict,
-        "memory": list, "link": list, "pipeline": dict}
+        "memory": list, "link": list, "pipeline": dict, "vector": dict}
+_VECTOR = {"exp_per_s": float, "source": str, "assumption": str}
 _PIPELINE = {"step_overhead_s": float, "step_operand_bytes_per_s": float, "source": str, "assumption": str}
 _TOP_REQUIRED = ("name", "vendor", "architecture", "clock", "matrix", "memory")
 _CLOCK = {"hz": float, "source": str, "assumption": str}
@@ -82,6 +83,10 @@ def chip_from_dict(data: dict[str, Any], where: str = "<dict>") -> Chip:
         raise AccelsimError(f"chip file {where}: 'memory' needs at least one level")
     memory = tuple(_memory(level, where, f"memory[{i}].") for i, level in enumerate(levels))
     links = tuple(_link(link, where, f"link[{i}].") for i, link in enumerate(data.get("link", [])))
+    vector = data.get("vector", {"exp_per_s": 0.0, "source": "not modelled"})
+    _check_fields(vector, _VECTOR, ("exp_per_s", "source"), where, "vector.")
+    if vector["exp_per_s"] < 0:
+        raise AccelsimError(f"chip file {where}: 'vector.exp_per_s' must not be negative (got {vector['exp_per_s']})")
     pipeline = data.get("pipeline", {"step_overhead_s": 0.0, "source": "not modelled"})
     _check_fields(pipeline, _PIPELINE, ("step_overhead_s", "source"), where, "pipeline.")
     if pipeline["step_overhead_s"] < 0 or pipeline.get("step_operand_bytes_per_s", 0.0) < 0:
@@ -92,6 +97,7 @@ def chip_from_dict(data: dict[str, Any], where: str = "<dict>") -> Chip:
         matrix=matrix, memory=memory, links=links, description=data.get("description", ""), origin=where,
         step_overhead_s=float(pipeline["step_overhead_s"]), step_overhead_source=pipeline["source"],
         step_operand_bytes_per_s=float(pipeline.get("step_operand_bytes_per_s", 0.0)),
+        exp_per_s=float(vector["exp_per_s"]), exp_source=vector["source"],
     )
 
 

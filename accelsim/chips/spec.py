@@ -88,6 +88,8 @@ class Chip:
     step_overhead_s: float = 0.0  # fixed cost of each kernel grid step after the first (bookkeeping, DMA issue)
     step_operand_bytes_per_s: float = 0.0  # >0: each step after the first also moves every operand array at this rate
     step_overhead_source: str = ""
+    exp_per_s: float = 0.0  # >0: vector/special-function unit exponentials per second (softmax cost)
+    exp_source: str = ""
 
     @property
     def main_memory(self) -> MemoryLevel:

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from accelsim.validate.crosscheck import crosscheck
     from accelsim.validate.rooflines import write_rooflines
     from accelsim.validate.suite import build_suite, run_suite
-    from benchmarks.common import environment
+    from accelsim.validate.timing import environment
 
     chip = chip_for_this_machine(args.chip)
     dtype = "f32" if jax.default_backend() == "cpu" else "bf16"

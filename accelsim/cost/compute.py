@@ -53,6 +53,12 @@ def step_operand_bytes(chip: Chip, dtype_bytes: float, m: int, k: int, n: int) -
     return float(sum(array_operand_bytes(dataflow, m, k, n, unit.rows, unit.cols, dtype_bytes, ACC_BYTES).values()))
 
 
+def exp_cycles(chip: Chip, exps: float) -> float:
+    """Cycles the chip's vector/special-function units spend on ``exps`` exponentials (0 where the chip
+    file gives no rate). Added to the matrix unit's cycles: softmax and matmuls are not assumed to overlap."""
+    return exps / chip.exp_per_s * chip.clock_hz if chip.exp_per_s else 0.0
+
+
 def waves(parallel_blocks: int, units: int) -> int:
     """Rounds of work when ``parallel_blocks`` independent blocks share ``units`` units (wave quantisation)."""
     return math.ceil(parallel_blocks / units)

@@ -21,7 +21,7 @@ import numpy as np
 
 from accelsim.chips.spec import Chip
 from accelsim.cost.cache import wave_step_working_set, wave_unique_bytes
-from accelsim.cost.compute import ACC_BYTES, step_cycles, step_operand_bytes, waves
+from accelsim.cost.compute import ACC_BYTES, exp_cycles, step_cycles, step_operand_bytes, waves
 from accelsim.cost.timing import mbu, mfu, overlap
 from accelsim.dtypes import canonical_dtype, dtype_bytes
 from accelsim.errors import AccelsimError
@@ -188,7 +188,8 @@ def _flash_plan(chip: Chip, dtype: str, shape: dict, group: int, causal: bool, b
     step_c, step_bytes = _attention_block_cost(chip, dtype, group * bq, bkv, d, in_b)
     levels = _level_bytes(chip, main, copies, computed_total * step_bytes)
     parallel = b * g * nq
-    compute = waves(parallel, chip.matrix.count) * computed_total * step_c / parallel
+    exps_executed = computed_total * (group * bq * bkv + group * bq)
+    compute = waves(parallel, chip.matrix.count) * (computed_total * step_c + exp_cycles(chip, exps_executed)) / parallel
     prologue = (group * min(bq, sq) + 2 * min(bkv, skv)) * d * in_b
     epilogue = group * (sq - (nq - 1) * bq) * d * in_b
     timing = overlap(chip, compute, levels, prologue, epilogue, grid_steps=math.prod(grid),
@@ -202,7 +203,7 @@ def _flash_plan(chip: Chip, dtype: str, shape: dict, group: int, causal: bool, b
         executed_flops=4.0 * computed_total * rows * bkv * d, compute_cycles=timing.compute_cycles,
         memory_cycles=timing.memory_cycles, total_cycles=timing.total_cycles, time_s=timing.time_s,
         bound=timing.bound, mfu=mfu(chip, dtype, flops, timing.time_s), mbu=mbu(chip, main, timing.time_s),
-        other_ops={"exp": exps, "exp_executed": computed_total * (rows * bkv + rows)},
+        other_ops={"exp": exps, "exp_executed": exps_executed},
     )
 
 

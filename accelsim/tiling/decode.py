@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from accelsim.chips.spec import Chip
-from accelsim.cost.compute import step_cycles, step_operand_bytes, waves
+from accelsim.cost.compute import exp_cycles, step_cycles, step_operand_bytes, waves
 from accelsim.cost.timing import mbu, mfu, overlap
 from accelsim.dtypes import canonical_dtype, dtype_bytes
 from accelsim.errors import AccelsimError
@@ -109,7 +109,8 @@ def _decode_plan(chip: Chip, dtype: str, lengths: list[int], heads: int, kv_head
     operand = step_operand_bytes(chip, in_b, group, head_dim, block_kv) + step_operand_bytes(chip, in_b, group, block_kv, head_dim)
     attention_levels = _level_bytes(chip, main - append, copies - append, computed * operand)
     parallel = batch * kv_heads
-    compute = waves(parallel, chip.matrix.count) * computed * cycles / parallel
+    exps_executed = computed * (group * block_kv + group)
+    compute = waves(parallel, chip.matrix.count) * (computed * cycles + exp_cycles(chip, exps_executed)) / parallel
     first_kv = block_kv if page_size else min(block_kv, cache_len)
     attention = overlap(chip, compute, attention_levels, (group + 2 * first_kv) * head_dim * in_b,
                         group * head_dim * in_b, grid_steps=batch * kv_heads * nkv,
@@ -135,6 +136,6 @@ def _decode_plan(chip: Chip, dtype: str, lengths: list[int], heads: int, kv_head
         flops=flops, executed_flops=4.0 * computed * group * block_kv * head_dim,
         compute_cycles=attention.compute_cycles, memory_cycles=memory, total_cycles=total_cycles,
         time_s=time_s, bound=bound, mfu=mfu(chip, dtype, flops, time_s), mbu=mbu(chip, main, time_s),
-        other_ops={"exp": scores, "exp_executed": computed * (group * block_kv + group),
+        other_ops={"exp": scores, "exp_executed": exps_executed,
                    "kv_cache_read_bytes": 2 * kv_bytes, "kv_cache_write_bytes": append / 2},
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from accelsim.chips.spec import Chip
 from accelsim.cost.cache import wave_step_working_set, wave_unique_bytes
-from accelsim.cost.compute import step_cycles, step_operand_bytes, waves
+from accelsim.cost.compute import exp_cycles, step_cycles, step_operand_bytes, waves
 from accelsim.cost.timing import overlap
 from accelsim.trace.pallas import KernelRecord
 from accelsim.trace.workload import WorkloadTrace, XlaMatmul, XlaOp
@@ -48,7 +48,7 @@ def price_kernel(record: KernelRecord, chip: Chip) -> OpCost:
         bytes_per_level[chip.staging_memory.name] = copies + operand_bytes
     block_cycles = sum(count * step_cycles(chip, DTYPE_OF_BYTES[in_b], m, k, n) for (m, k, n, in_b), count in record.dots.items())
     parallel = record.parallel_blocks
-    compute = waves(parallel, chip.matrix.count) * block_cycles / parallel
+    compute = waves(parallel, chip.matrix.count) * (block_cycles + exp_cycles(chip, record.exps)) / parallel
     prologue = sum(t.first_bytes for t in record.transfers if t.direction == "read")
     epilogue = sum(t.last_bytes for t in record.transfers if t.direction == "write")
     timing = overlap(chip, compute, bytes_per_level, prologue, epilogue, grid_steps=math.prod(record.grid),
@@ -98,11 +98,18 @@ def price_xla_matmul(record: XlaMatmul, chip: Chip) -> OpCost:
     return _scaled(op, record.batch * record.weight)
 
 
+TRANSCENDENTAL = {"exp", "exp2", "log", "log1p", "tanh", "logistic", "erf", "sin", "cos", "pow", "expm1"}
+
+
 def price_xla_op(record: XlaOp, chip: Chip) -> OpCost:
-    """Elementwise, reduction and data-movement ops: their bytes at main-memory bandwidth."""
+    """Elementwise, reduction and data-movement ops: their bytes at main-memory bandwidth, or, for
+    transcendental ops, their results at the vector unit's rate if that takes longer."""
     cycles = record.bytes / chip.main_memory.bandwidth_bytes_per_s * chip.clock_hz
-    op = OpCost(record.name, record.scope, "xla_op", {chip.main_memory.name: record.bytes}, 0.0, 0.0, cycles,
-                cycles / chip.clock_hz, chip.main_memory.name, 1.0, {"elements": record.elements})
+    vector = exp_cycles(chip, record.elements) if record.name in TRANSCENDENTAL else 0.0
+    bound = "vector" if vector > cycles else chip.main_memory.name
+    cycles = max(cycles, vector)
+    op = OpCost(record.name, record.scope, "xla_op", {chip.main_memory.name: record.bytes}, 0.0, vector, cycles,
+                cycles / chip.clock_hz, bound, 1.0, {"elements": record.elements})
     return _scaled(op, record.weight)
 
 

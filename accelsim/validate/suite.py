@@ -17,7 +17,7 @@ from accelsim.chips import Chip
 from accelsim.trace.price import price_workload
 from accelsim.trace.workload import trace_workload
 from accelsim.validate.harness import CaseResult, Suite
-from benchmarks.common import median_time
+from accelsim.validate.timing import median_time
 from kernels.attention import flash_attention
 from kernels.decode import KVCache, decode_reference, decode_step
 from kernels.matmul import matmul
