@@ -7,6 +7,7 @@ maps and ``pl.when`` predicates use are supported; anything else is reported as 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -123,11 +124,15 @@ def _get(eqn, env: dict, refs: dict) -> Any:
     return np.asarray(array)[tuple(index)]
 
 
+@functools.lru_cache(maxsize=8)
 def grid_points(grid: tuple[int, ...]) -> list[np.ndarray]:
-    """One array per grid axis with that axis's index at every step, in execution order."""
+    """One array per grid axis with that axis's index at every step, in execution order (cached, read-only)."""
     if not grid:
         return []
-    return [axis.reshape(-1) for axis in np.indices(grid)]
+    axes = [axis.reshape(-1) for axis in np.indices(grid, dtype=np.int32)]
+    for axis in axes:
+        axis.flags.writeable = False
+    return axes
 
 
 def eval_index_map(index_map, grid: tuple[int, ...], prefetch: list[np.ndarray]) -> np.ndarray:

@@ -73,12 +73,24 @@ def _block_sizes(block_mapping) -> list[tuple[str, int]]:
 
 
 def _clipped_bytes(indices: np.ndarray, sizes: list[tuple[str, int]], shape: tuple[int, ...], itemsize: int) -> np.ndarray:
-    """Bytes of each block copy: the block's extent clipped to the array, per dim, multiplied."""
-    total = np.full(indices.shape[0], float(itemsize))
+    """Bytes of each block copy: the block's extent clipped to the array, per dim, multiplied.
+
+    Dims whose blocks all lie inside the array contribute a constant; only ragged dims are evaluated
+    per step (the common case is one or two such dims over millions of steps)."""
+    constant = float(itemsize)
+    ragged = []
     for axis, ((kind, size), extent) in enumerate(zip(sizes, shape)):
-        start = indices[:, axis] if kind == "Element" else indices[:, axis] * size
-        valid = np.clip(np.minimum(start + size, extent) - start, 0, size)
-        total = total * valid
+        column = indices[:, axis]
+        start_max = int(column.max()) if kind == "Element" else int(column.max()) * size
+        start_min = int(column.min()) if kind == "Element" else int(column.min()) * size
+        if start_min >= 0 and start_max + size <= extent:
+            constant *= size
+        else:
+            start = column if kind == "Element" else column.astype(np.int64) * size
+            ragged.append(np.clip(np.minimum(start + size, extent) - start, 0, size))
+    total = np.full(indices.shape[0], constant)
+    for valid in ragged:
+        total *= valid
     return total
 
 
