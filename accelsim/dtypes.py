@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-
 from accelsim.errors import AccelsimError
 
 BYTES_PER_ELEMENT: dict[str, float] = {
     "f32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "int4": 0.5,
 }
 _ALIASES = {"float32": "f32", "bfloat16": "bf16", "float16": "fp16", "f16": "fp16", "fp32": "f32"}
-_JAX_DTYPES = {"f32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16}
 
 
 def canonical_dtype(name: str) -> str:
@@ -26,14 +23,3 @@ def dtype_bytes(name: str) -> float:
     return BYTES_PER_ELEMENT[canonical_dtype(name)]
 
 
-def jax_dtype(name: str):
-    """The jnp dtype a kernel executes in for this name (only f32, bf16 and fp16 execute)."""
-    key = canonical_dtype(name)
-    if key not in _JAX_DTYPES:
-        raise AccelsimError(f"dtype '{name}' can be modelled but not executed: use f32 or bf16")
-    return _JAX_DTYPES[key]
-
-
-def name_of(dtype) -> str:
-    """Canonical name of a numpy/jax dtype."""
-    return canonical_dtype(jnp.dtype(dtype).name)

@@ -109,7 +109,6 @@ def _moe_mlp(h: jax.Array, layer: dict, c: LlamaConfig, blocks: ModelBlocks) -> 
     tokens, so the executed expert matmuls are (capacity, D) x (D, 2F) for each touched expert.
     Which experts are touched is decided by the router; for counting only how many matters.
     """
-    tokens = h.shape[0]
     logits = _mm(h, layer["w_router"], blocks.router, "router").astype(jnp.float32)
     weights, chosen = jax.lax.top_k(jax.nn.softmax(logits, axis=-1), c.experts_per_token)
     weights = weights / weights.sum(-1, keepdims=True)
@@ -127,7 +126,6 @@ def _moe_mlp(h: jax.Array, layer: dict, c: LlamaConfig, blocks: ModelBlocks) -> 
         g, u = jnp.split(gate_up, 2, axis=-1)
         ys = _mm(jax.nn.silu(g) * u, layer["w_down"][e], blocks.down, "down")
         out = out.at[order].add(ys * gate[order][:, None].astype(ys.dtype))
-    del tokens
     return out
 
 
@@ -270,10 +268,6 @@ class Generator:
             if on_token:
                 on_token(step, np.asarray(token))
         return Generation(prompt, np.stack(tokens, axis=1), cache_len, lengths_seen, prefill_s, times)
-
-
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 def expected_experts_touched(config: LlamaConfig, tokens: int) -> int:

@@ -114,7 +114,7 @@ def _level_bytes(chip: Chip, main: float, copies: float, operand_bytes: float) -
     return levels
 
 
-def _score_block_candidates(chip: Chip, length: int, other_dims_rule: bool = True) -> list[int]:
+def _score_block_candidates(chip: Chip, length: int) -> list[int]:
     rule = block_rule(chip)
     sizes = legal_sizes(length, rule.sublane, rule.power_of_two, cap=2048)
     return [s for s in sizes if s % rule.sublane == 0 or s == length]

@@ -119,24 +119,6 @@ def price_workload(trace: WorkloadTrace, chip: Chip) -> list[OpCost]:
             + [price_xla_op(o, chip) for o in trace.ops])
 
 
-def total(costs: list[OpCost]) -> dict[str, object]:
-    """Sums over records: ops run one after another, so times add."""
-    levels: dict[str, float] = {}
-    for cost in costs:
-        for name, b in cost.bytes_per_level.items():
-            levels[name] = levels.get(name, 0.0) + b
-    time_by_bound: dict[str, float] = {}
-    for cost in costs:
-        time_by_bound[cost.bound] = time_by_bound.get(cost.bound, 0.0) + cost.time_s
-    return {
-        "bytes_per_level": levels,
-        "flops": sum(c.flops for c in costs),
-        "cycles": sum(c.total_cycles for c in costs),
-        "time_s": sum(c.time_s for c in costs),
-        "bound": max(time_by_bound, key=time_by_bound.get) if time_by_bound else "none",
-    }
-
-
 def _scaled(op: OpCost, factor: float) -> OpCost:
     if factor == 1.0:
         return op
