@@ -284,6 +284,79 @@ def _contiguous_attention(q, k_cache, v_cache, lengths, *, block_kv, interpret):
     return out.reshape(b, h, d)
 
 
+def _split_decode_kernel(lens_ref, q_ref, k_ref, v_ref, acc_ref, ml_ref, m_sc, l_sc, acc_sc, *, block_kv, scale,
+                         per_split):
+    """One split of the KV sequence: blocks s*per_split .. s*per_split + per_split - 1; partial state out."""
+    b, s, j = pl.program_id(0), pl.program_id(2), pl.program_id(3)
+    length = lens_ref[b]
+    start = (s * per_split + j) * block_kv
+
+    @pl.when(j == 0)
+    def _init():
+        m_sc[...] = jnp.full_like(m_sc, _NEG_INIT)
+        l_sc[...] = jnp.zeros_like(l_sc)
+        acc_sc[...] = jnp.zeros_like(acc_sc)
+
+    @pl.when(start < length)
+    def _compute():
+        m, l, acc = _decode_update(q_ref[...], k_ref[...], v_ref[...], m_sc[...], l_sc[...], acc_sc[...],
+                                   kv_start=start, length=length, scale=scale)
+        m_sc[...], l_sc[...], acc_sc[...] = m, l, acc
+
+    @pl.when(j == per_split - 1)
+    def _store():
+        acc_ref[...] = acc_sc[...]
+        ml_ref[...] = jnp.concatenate([m_sc[...], l_sc[...]], axis=1)
+
+
+def _combine_kernel(acc_ref, ml_ref, o_ref):
+    """Merge the splits' partial softmax states: rescale each by exp(m_s - max m), then normalise."""
+    ml = ml_ref[...]
+    m, l = ml[:, :, 0:1], ml[:, :, 1:2]
+    weight = jnp.exp(m - jnp.max(m, axis=0, keepdims=True))
+    total = jnp.sum(weight * l, axis=0)
+    out = jnp.sum(weight * acc_ref[...], axis=0) / jnp.where(total == 0, 1.0, total)
+    o_ref[...] = out.astype(o_ref.dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("block_kv", "splits", "interpret"))
+def _split_attention(q, k_cache, v_cache, lengths, *, block_kv, splits, interpret):
+    """Flash-decoding: the KV sequence is cut into ``splits`` ranges computed in parallel (grid
+    (B, G, splits, per_split)), then a combine kernel (grid (B, G)) merges their partial states."""
+    (b, h, d), (_, g, l_max, _) = q.shape, k_cache.shape
+    group = h // g
+    per_split = pl.cdiv(pl.cdiv(l_max, block_kv), splits)
+
+    def kv_map(bi, gi, si, j, lens):
+        last = lax.div(jnp.maximum(lens[bi] - 1, 0), block_kv)
+        return (bi, gi, jnp.minimum(si * per_split + j, last), 0)
+
+    q_spec = pl.BlockSpec((None, None, group, d), lambda bi, gi, si, j, lens: (bi, gi, 0, 0))
+    kv_spec = pl.BlockSpec((None, None, block_kv, d), kv_map)
+    acc_spec = pl.BlockSpec((None, None, None, group, d), lambda bi, gi, si, j, lens: (bi, gi, si, 0, 0))
+    ml_spec = pl.BlockSpec((None, None, None, group, 2), lambda bi, gi, si, j, lens: (bi, gi, si, 0, 0))
+    acc, ml = pl.pallas_call(
+        functools.partial(_split_decode_kernel, block_kv=block_kv, scale=1.0 / math.sqrt(d), per_split=per_split),
+        grid_spec=pltpu.PrefetchScalarGridSpec(
+            num_scalar_prefetch=1, grid=(b, g, splits, per_split), in_specs=[q_spec, kv_spec, kv_spec],
+            out_specs=[acc_spec, ml_spec], scratch_shapes=_scratch(group, d)),
+        out_shape=[jax.ShapeDtypeStruct((b, g, splits, group, d), jnp.float32),
+                   jax.ShapeDtypeStruct((b, g, splits, group, 2), jnp.float32)],
+        interpret=interpret,
+        name="accelsim_decode_attention_split",
+    )(lengths.astype(jnp.int32), q.reshape(b, g, group, d), k_cache, v_cache)
+    out = pl.pallas_call(
+        _combine_kernel, grid=(b, g),
+        in_specs=[pl.BlockSpec((None, None, splits, group, d), lambda bi, gi: (bi, gi, 0, 0, 0)),
+                  pl.BlockSpec((None, None, splits, group, 2), lambda bi, gi: (bi, gi, 0, 0, 0))],
+        out_specs=pl.BlockSpec((None, None, group, d), lambda bi, gi: (bi, gi, 0, 0)),
+        out_shape=jax.ShapeDtypeStruct((b, g, group, d), q.dtype),
+        interpret=interpret,
+        name="accelsim_decode_combine",
+    )(acc, ml)
+    return out.reshape(b, h, d)
+
+
 @functools.partial(jax.jit, static_argnames=("block_kv", "interpret"))
 def _paged_attention(q, k_pages, v_pages, page_table, lengths, *, block_kv, interpret):
     (b, h, d), (_, g, page_size, _) = q.shape, k_pages.shape
@@ -315,12 +388,23 @@ def _paged_attention(q, k_pages, v_pages, page_table, lengths, *, block_kv, inte
     return out.reshape(b, h, d)
 
 
-def decode_attention(q, k_cache, v_cache, lengths, *, block_kv: int, interpret: bool | None = None):
-    """Attention of q (B, H, D) over the first lengths[b] positions of k/v_cache (B, G, L_max, D)."""
+def decode_attention(q, k_cache, v_cache, lengths, *, block_kv: int, splits: int = 1,
+                     interpret: bool | None = None):
+    """Attention of q (B, H, D) over the first lengths[b] positions of k/v_cache (B, G, L_max, D).
+
+    ``splits`` > 1 cuts each sequence's blocks into that many ranges computed in parallel (flash-decoding)."""
     lengths = jnp.asarray(lengths)
     _check_contiguous(q, k_cache, v_cache, lengths, block_kv)
-    return _contiguous_attention(q, k_cache, v_cache, lengths, block_kv=block_kv,
-                                 interpret=_default_interpret(interpret))
+    return _attend_contiguous(q, k_cache, v_cache, lengths, block_kv, splits, interpret)
+
+
+def _attend_contiguous(q, k_cache, v_cache, lengths, block_kv, splits, interpret):
+    if not isinstance(splits, int) or splits < 1:
+        raise AccelsimError(f"decode: splits must be a positive integer (got {splits!r})")
+    interpret = _default_interpret(interpret)
+    if splits == 1:
+        return _contiguous_attention(q, k_cache, v_cache, lengths, block_kv=block_kv, interpret=interpret)
+    return _split_attention(q, k_cache, v_cache, lengths, block_kv=block_kv, splits=splits, interpret=interpret)
 
 
 def paged_decode_attention(q, k_pages, v_pages, page_table, lengths, *, block_kv: int,
@@ -415,13 +499,17 @@ def append_kv(k_new, v_new, cache, lengths, *, interpret: bool | None = None):
 
 # ---------------------------------------------------------------------------------------------
 
-def decode_step(q, k_new, v_new, cache, lengths, *, block_kv: int, interpret: bool | None = None):
+def decode_step(q, k_new, v_new, cache, lengths, *, block_kv: int, splits: int = 1,
+                interpret: bool | None = None):
     """One decode step: append (k_new, v_new) at lengths-1, then attend over lengths positions.
 
     q (B, H, D); k_new, v_new (B, G, D); cache a ``KVCache`` or ``PagedKVCache``;
-    lengths int32 (B,) = valid positions after the append. Returns (out (B, H, D), new cache)."""
+    lengths int32 (B,) = valid positions after the append. Returns (out (B, H, D), new cache).
+    ``splits`` (contiguous caches): flash-decoding over that many KV ranges."""
     lengths = jnp.asarray(lengths)
     if isinstance(cache, PagedKVCache):
+        if splits != 1:
+            raise AccelsimError("decode: splits > 1 is implemented for contiguous caches only")
         cache = cache._replace(page_table=jnp.asarray(cache.page_table))
         b, h, g, d, _, _ = _check_paged(q, cache.k_pages, cache.v_pages, cache.page_table,
                                         lengths, block_kv)
@@ -435,9 +523,7 @@ def decode_step(q, k_new, v_new, cache, lengths, *, block_kv: int, interpret: bo
     b, h, g, d = _check_contiguous(q, cache.k, cache.v, lengths, block_kv)
     _check_new(k_new, v_new, b, g, d, cache.k.dtype)
     cache = append_kv(k_new, v_new, cache, lengths, interpret=interpret)
-    out = _contiguous_attention(q, cache.k, cache.v, lengths, block_kv=block_kv,
-                                interpret=_default_interpret(interpret))
-    return out, cache
+    return _attend_contiguous(q, cache.k, cache.v, lengths, block_kv, splits, interpret), cache
 
 
 # ---------------------------------------------------------------------------------------------

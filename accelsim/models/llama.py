@@ -40,6 +40,7 @@ class ModelBlocks:
     lm_head: Blocks3
     attention: tuple[int, int] = (64, 64)  # prefill (block_q, block_kv)
     decode_kv: int = 64                    # decode block_kv
+    decode_splits: int = 1                 # decode KV ranges computed in parallel (flash-decoding)
     router: Blocks3 | None = None           # MoE only
     experts_touched: int = 0                # MoE: experts a step's tokens reach
     expert_capacity: int = 0                # MoE: tokens each touched expert processes
@@ -191,7 +192,8 @@ def decode(params: dict, tokens: jax.Array, cache: KVCache, lengths: jax.Array, 
             q, k, v = _split_heads(_mm(h, layer["wqkv"], blocks.qkv, "qkv"), c)
             q = apply_rope(q[:, None], cos, sin)[:, 0]
             k = apply_rope(k[:, None], cos, sin)[:, 0]
-            attn, new_cache = decode_step(q, k, v, KVCache(k_cache, v_cache), lengths, block_kv=blocks.decode_kv)
+            attn, new_cache = decode_step(q, k, v, KVCache(k_cache, v_cache), lengths, block_kv=blocks.decode_kv,
+                                          splits=blocks.decode_splits)
             x = x + _mm(attn.reshape(-1, c.q_size), layer["wo"], blocks.o, "o_proj")
         with jax.named_scope("mlp"):
             x = x + _mlp(rms_norm(x, layer["mlp_norm"], c.rms_norm_eps), layer, c, blocks)

@@ -32,13 +32,14 @@ def model_blocks(config: LlamaConfig, tokens: int, chip: Chip, dtype: str, *, ba
         ffn_rows = capacity
         router = _mm(tokens, c.hidden_size, c.num_experts, chip, dtype)
     attention = (64, 64)
-    decode_kv = 64
+    decode_kv, decode_splits = 64, 1
     if phase == "prefill":
         blocks = plan_attention(batch, c.num_heads, c.num_kv_heads, seq, seq, c.head_dim, True, chip, dtype).blocks
         attention = (blocks["block_q"], blocks["block_kv"])
     else:
-        decode_kv = plan_decode([cache_len] * batch, c.num_heads, c.num_kv_heads, c.head_dim, cache_len, chip,
-                                dtype).blocks["block_kv"]
+        blocks = plan_decode([cache_len] * batch, c.num_heads, c.num_kv_heads, c.head_dim, cache_len, chip,
+                             dtype).blocks
+        decode_kv, decode_splits = blocks["block_kv"], blocks["splits"]
     head_rows = batch if phase == "prefill" else tokens  # prefill computes logits of the last position only
     return ModelBlocks(
         qkv=_mm(tokens, c.hidden_size, c.q_size + 2 * c.kv_size, chip, dtype),
@@ -46,7 +47,7 @@ def model_blocks(config: LlamaConfig, tokens: int, chip: Chip, dtype: str, *, ba
         gate_up=_mm(ffn_rows, c.hidden_size, 2 * c.intermediate_size, chip, dtype),
         down=_mm(ffn_rows, c.intermediate_size, c.hidden_size, chip, dtype),
         lm_head=_mm(head_rows, c.hidden_size, c.vocab_size, chip, dtype),
-        attention=attention, decode_kv=decode_kv, router=router, experts_touched=experts, expert_capacity=capacity,
+        attention=attention, decode_kv=decode_kv, decode_splits=decode_splits, router=router, experts_touched=experts, expert_capacity=capacity,
     )
 
 

@@ -37,27 +37,41 @@ def check_lengths(lengths: list[int], cache_len: int, page_size: int | None) -> 
 
 
 def decode_operands(lengths: np.ndarray, kv_heads: int, group: int, head_dim: int, cache_len: int,
-                    block_kv: int, itemsize: float) -> tuple[list[Operand], tuple[int, ...]]:
-    """Attention-kernel operands (contiguous cache) over its grid, for the cache model."""
+                    block_kv: int, itemsize: float, splits: int = 1) -> tuple[list[Operand], tuple[int, ...]]:
+    """Attention-kernel operands (contiguous cache) over its grid, for the cache model: (B, G, nkv), or
+    (B, G, splits, per_split) with the partial softmax states as outputs when the KV range is split."""
     batch = len(lengths)
     nkv = math.ceil(cache_len / block_kv)
-    b, g, j = (a.reshape(-1) for a in np.indices((batch, kv_heads, nkv)))
-    last = (lengths[b] - 1) // block_kv
-    kv = np.minimum(j, last)
+    per = math.ceil(nkv / splits)
+    grid = (batch, kv_heads, nkv) if splits == 1 else (batch, kv_heads, splits, per)
+    axes = [a.reshape(-1) for a in np.indices(grid)]
+    b, g = axes[0], axes[1]
+    j = axes[2] if splits == 1 else axes[2] * per + axes[3]
+    kv = np.minimum(j, (lengths[b] - 1) // block_kv)
     kv_bytes = np.minimum(block_kv, cache_len - kv * block_kv) * head_dim * itemsize
     q_bytes = np.full(len(b), group * head_dim * itemsize)
     q_idx, kv_idx = np.stack([b, g], 1), np.stack([b, g, kv], 1)
-    kv_block = block_kv * head_dim * itemsize
-    return ([Operand(q_idx, q_bytes, group * head_dim * itemsize, False), Operand(kv_idx, kv_bytes, kv_block, False),
-             Operand(kv_idx, kv_bytes, kv_block, False), Operand(q_idx, q_bytes, group * head_dim * itemsize, True)],
-            (batch, kv_heads, nkv))
+    kv_block, q_block = block_kv * head_dim * itemsize, group * head_dim * itemsize
+    operands = [Operand(q_idx, q_bytes, q_block, False), Operand(kv_idx, kv_bytes, kv_block, False),
+                Operand(kv_idx, kv_bytes, kv_block, False)]
+    if splits == 1:
+        operands.append(Operand(q_idx, q_bytes, q_block, True))
+    else:
+        part_idx = np.stack([b, g, axes[2]], 1)
+        for width in (head_dim, 2):  # partial accumulator, and (running max, running sum)
+            part = np.full(len(b), group * width * 4.0)
+            operands.append(Operand(part_idx, part, group * width * 4.0, True))
+    return operands, grid
 
 
 def plan_decode(lengths: list[int], heads: int, kv_heads: int, head_dim: int, cache_len: int, chip: Chip,
-                dtype: str = "bf16", page_size: int | None = None, block_kv: int | None = None) -> Plan:
+                dtype: str = "bf16", page_size: int | None = None, block_kv: int | None = None,
+                splits: int | None = None) -> Plan:
     """The fastest decode plan for sequences of ``lengths`` (after the append) in a cache of ``cache_len``.
 
     ``page_size``: a paged cache of that page size; blocks are whole numbers of pages.
+    ``splits``: KV ranges computed in parallel and merged (flash-decoding; contiguous caches); the
+    tiler tries 1, 2, 4, ... when not given, so few (batch x kv-head) rows can still fill the chip.
     """
     lengths = [int(x) for x in lengths]
     check_dims(batch=len(lengths) or 0, heads=heads, kv_heads=kv_heads, head_dim=head_dim, cache_len=cache_len)
@@ -66,25 +80,33 @@ def plan_decode(lengths: list[int], heads: int, kv_heads: int, head_dim: int, ca
     dtype = canonical_dtype(dtype)
     chip.peak_flops(dtype)
     if block_kv is not None:
-        return _decode_plan(chip, dtype, lengths, heads, kv_heads, head_dim, cache_len, block_kv, page_size)
+        return _decode_plan(chip, dtype, lengths, heads, kv_heads, head_dim, cache_len, block_kv, page_size,
+                            splits or 1)
     unit = page_size or 8
     candidates = sorted({unit * m for m in (1, 2, 4, 8, 16, 32, 64, 128) if unit * m <= max(unit, cache_len)})
     in_b = dtype_bytes(dtype)
     group = heads // kv_heads
     capacity = chip.staging_memory.capacity_bytes
     fits = [bkv for bkv in candidates if (4 * bkv + 4 * group) * head_dim * in_b + group * head_dim * 4 <= capacity]
-    best = pick_fastest([_decode_plan(chip, dtype, lengths, heads, kv_heads, head_dim, cache_len, bkv, page_size)
-                         for bkv in fits])
+    plans = []
+    for bkv in fits:
+        nkv = math.ceil(cache_len / bkv)
+        options = [splits] if splits else [1] if page_size else [s for s in (1, 2, 4, 8, 16, 32, 64) if s <= nkv]
+        plans += [_decode_plan(chip, dtype, lengths, heads, kv_heads, head_dim, cache_len, bkv, page_size, s)
+                  for s in options]
+    best = pick_fastest(plans)
     if best is None:
         raise AccelsimError(f"no decode block fits {chip.name}'s {chip.staging_memory.name}")
     return best
 
 
 def _decode_plan(chip: Chip, dtype: str, lengths: list[int], heads: int, kv_heads: int, head_dim: int,
-                 cache_len: int, block_kv: int, page_size: int | None) -> Plan:
+                 cache_len: int, block_kv: int, page_size: int | None, splits: int = 1) -> Plan:
     in_b = dtype_bytes(dtype)
     batch, group = len(lengths), heads // kv_heads
     lens = np.asarray(lengths)
+    if splits > 1 and page_size:
+        raise AccelsimError("decode: splits > 1 is implemented for contiguous caches only")
     if page_size:
         if block_kv % page_size:
             raise AccelsimError(f"decode block {block_kv} is not a whole number of pages of {page_size}")
@@ -94,48 +116,61 @@ def _decode_plan(chip: Chip, dtype: str, lengths: list[int], heads: int, kv_head
     else:
         kv_rows = np.minimum(-(-lens // block_kv) * block_kv, cache_len)
         nkv = math.ceil(cache_len / block_kv)
+    per_split = math.ceil(nkv / splits)
     append = 4 * batch * kv_heads * head_dim * in_b  # read k_new, v_new; write both into the cache
     cache_rows = (math.ceil(cache_len / page_size) * page_size * batch) if page_size else cache_len * batch
     cache_bytes = cache_rows * kv_heads * head_dim * in_b  # one of K or V, whole
     q_bytes = batch * heads * head_dim * in_b
     kv_bytes = kv_heads * head_dim * in_b * float(kv_rows.sum())
-    copies = append + 2 * q_bytes + 2 * kv_bytes
-    main = copies
+    partial = batch * kv_heads * splits * group * (head_dim + 2) * 4.0 if splits > 1 else 0.0
+    out_bytes = 0.0 if splits > 1 else q_bytes  # with splits, the combine kernel writes the output
+    attention_copies = q_bytes + 2 * kv_bytes + out_bytes + partial
+    attention_main = attention_copies
     if chip.cache_levels and not page_size:
-        operands, grid = decode_operands(lens, kv_heads, group, head_dim, cache_len, block_kv, in_b)
-        main = append + main_bytes_with_cache(chip, operands, copies - append, grid)
+        operands, grid = decode_operands(lens, kv_heads, group, head_dim, cache_len, block_kv, in_b, splits)
+        attention_main = main_bytes_with_cache(chip, operands, attention_copies, grid)
     computed = kv_heads * float((-(-lens // block_kv)).sum())
     cycles = step_cycles(chip, dtype, group, head_dim, block_kv) + step_cycles(chip, dtype, group, block_kv, head_dim)
     operand = step_operand_bytes(chip, in_b, group, head_dim, block_kv) + step_operand_bytes(chip, in_b, group, block_kv, head_dim)
-    attention_levels = _level_bytes(chip, main - append, copies - append, computed * operand)
-    parallel = batch * kv_heads
-    exps_executed = computed * (group * block_kv + group)
-    compute = waves(parallel, chip.matrix.count) * (computed * cycles + exp_cycles(chip, exps_executed)) / parallel
+    attention_levels = _level_bytes(chip, attention_main, attention_copies, computed * operand)
+    parallel = batch * kv_heads * splits
+    attention_exps = computed * (group * block_kv + group)
+    compute = waves(parallel, chip.matrix.count) * (computed * cycles + exp_cycles(chip, attention_exps)) / parallel
     first_kv = block_kv if page_size else min(block_kv, cache_len)
-    attention = overlap(chip, compute, attention_levels, (group + 2 * first_kv) * head_dim * in_b,
-                        group * head_dim * in_b, grid_steps=batch * kv_heads * nkv,
-                        operand_bytes=2 * batch * heads * head_dim * in_b + 2 * cache_bytes)
-    append_levels = _level_bytes(chip, append, append, 0.0)
-    appending = overlap(chip, 0.0, append_levels, 2 * head_dim * in_b, 2 * head_dim * in_b,
-                        grid_steps=batch * kv_heads,
-                        operand_bytes=2 * batch * kv_heads * head_dim * in_b + 4 * cache_bytes)
-    levels = {name: attention_levels[name] + append_levels[name] for name in attention_levels}
-    total_cycles = attention.total_cycles + appending.total_cycles
+    last_out = group * (head_dim + 2) * 4.0 if splits > 1 else group * head_dim * in_b
+    attention = overlap(chip, compute, attention_levels, (group + 2 * first_kv) * head_dim * in_b, last_out,
+                        grid_steps=parallel * per_split,
+                        operand_bytes=q_bytes + 2 * cache_bytes + (partial or q_bytes))
+    timings = [attention, overlap(chip, 0.0, _level_bytes(chip, append, append, 0.0), 2 * head_dim * in_b,
+                                  2 * head_dim * in_b, grid_steps=batch * kv_heads,
+                                  operand_bytes=2 * batch * kv_heads * head_dim * in_b + 4 * cache_bytes)]
+    level_parts = [attention_levels, _level_bytes(chip, append, append, 0.0)]
+    combine_exps = batch * kv_heads * splits * group if splits > 1 else 0.0
+    if splits > 1:
+        combine_levels = _level_bytes(chip, partial + q_bytes, partial + q_bytes, 0.0)
+        combine_compute = waves(batch * kv_heads, chip.matrix.count) * exp_cycles(chip, combine_exps) / (batch * kv_heads)
+        timings.append(overlap(chip, combine_compute, combine_levels, splits * group * (head_dim + 2) * 4.0,
+                               group * head_dim * in_b, grid_steps=batch * kv_heads, operand_bytes=partial + q_bytes))
+        level_parts.append(combine_levels)
+    levels = {name: sum(part[name] for part in level_parts) for name in attention_levels}
+    total_cycles = sum(t.total_cycles for t in timings)
     time_s = total_cycles / chip.clock_hz
-    memory = {name: attention.memory_cycles[name] + appending.memory_cycles[name] for name in levels}
-    terms = {"compute": attention.compute_cycles, **memory}
+    memory = {name: sum(t.memory_cycles[name] for t in timings) for name in levels}
+    terms = {"compute": sum(t.compute_cycles for t in timings), **memory}
     bound = max(terms, key=terms.get)
     scores = float(lens.sum()) * heads
     flops = 4.0 * scores * head_dim
+    main = levels[chip.main_memory.name]
+    grid = (batch, kv_heads, nkv) if splits == 1 else (batch, kv_heads, splits, per_split)
     return Plan(
         op="decode", chip=chip.name, dtype=dtype,
         shape=dict(batch=batch, heads=heads, kv_heads=kv_heads, head_dim=head_dim, cache_len=cache_len,
                    context=int(lens.max()), page_size=page_size or 0),
-        blocks={"block_kv": block_kv}, grid=(batch, kv_heads, nkv), bytes_per_level=levels,
+        blocks={"block_kv": block_kv, "splits": splits}, grid=grid, bytes_per_level=levels,
         compulsory_bytes=append + 2 * q_bytes + 2 * kv_heads * head_dim * in_b * float(lens.sum()),
         flops=flops, executed_flops=4.0 * computed * group * block_kv * head_dim,
-        compute_cycles=attention.compute_cycles, memory_cycles=memory, total_cycles=total_cycles,
+        compute_cycles=terms["compute"], memory_cycles=memory, total_cycles=total_cycles,
         time_s=time_s, bound=bound, mfu=mfu(chip, dtype, flops, time_s), mbu=mbu(chip, main, time_s),
-        other_ops={"exp": scores, "exp_executed": exps_executed,
+        other_ops={"exp": scores, "exp_executed": attention_exps + combine_exps,
                    "kv_cache_read_bytes": 2 * kv_bytes, "kv_cache_write_bytes": append / 2},
     )

@@ -64,10 +64,10 @@ def build_suite(chip: Chip, dtype: str = "f32", quick: bool = False, with_model:
         q, new = _array(i, (b, h, d), jdt), _array(i + 1, (b, g, d), jdt)
         cache = KVCache(_array(i + 2, (b, g, length, d), jdt), _array(i + 3, (b, g, length, d), jdt))
         lengths = jnp.full((b,), length, jnp.int32)
-        block_kv = plan_decode([length] * b, h, g, d, length, chip, dtype).blocks["block_kv"]
+        decode_blocks = plan_decode([length] * b, h, g, d, length, chip, dtype).blocks
         name = f"decode attention B{b} H{h} G{g} L{length} D{d}"
         suite.add(name, "decode", "ours",
-                  jax.jit(lambda q, kn, vn, c, l, bk=block_kv: decode_step(q, kn, vn, c, l, block_kv=bk)[0]),
+                  jax.jit(lambda q, kn, vn, c, l, bl=decode_blocks: decode_step(q, kn, vn, c, l, **bl)[0]),
                   q, new, new, cache, lengths)
         suite.add(name, "decode", "xla", jax.jit(decode_reference), q, cache.k, cache.v, lengths)
     if with_model:
