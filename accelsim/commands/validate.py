@@ -24,17 +24,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chip", help="chip to compare against (default: 'host' on CPU, the matching preset on GPU/TPU)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and PNGs")
     parser.add_argument("--no-model", action="store_true", help="skip the SmolLM2 cases")
+    parser.add_argument("--no-calibrate", action="store_true",
+                        help="use the cached host chip instead of measuring it again first (shared machines drift)")
     parser.add_argument("--json", action="store_true")
 
 
-def chip_for_this_machine(name: str | None):
-    """The chip to validate against: named, the preset matching the accelerator, or the calibrated host."""
+def chip_for_this_machine(name: str | None, calibrate_first: bool = True, quick: bool = False):
+    """The chip to validate against: named, the preset matching the accelerator, or the host, measured
+    again right before the suite so that both see the machine in the same state."""
     if name:
         return load_chip(name)
     backend = jax.default_backend()
     if backend == "cpu":
         from accelsim.models.session import host_chip
 
+        if calibrate_first:
+            from accelsim.chips.calibrate import calibrate
+
+            progress(f"calibrating the host first{' (quick)' if quick else ''}...")
+            calibrate(progress=None, quick=quick)
         return host_chip(progress)
     kind = jax.devices()[0].device_kind
     for needle, preset in GPU_PRESETS:
@@ -50,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from accelsim.validate.suite import build_suite, run_suite
     from accelsim.validate.timing import environment
 
-    chip = chip_for_this_machine(args.chip)
+    chip = chip_for_this_machine(args.chip, not args.no_calibrate, args.quick)
     dtype = "f32" if jax.default_backend() == "cpu" else "bf16"
     progress(f"validating against chip '{chip.name}' on {jax.default_backend()} ({dtype})...")
     suite = build_suite(chip, dtype, quick=args.quick, with_model=not args.no_model, progress=progress)
