@@ -426,48 +426,43 @@ def _append_kernel(*refs, n_prefetch):
     v_out[...] = v_new[...]
 
 
+def _append_call(prefetch, k_new, v_new, k_store, v_store, out_map, interpret, name):
+    """The append kernel: grid (B, G); the new rows are read as (1, D) blocks and written into the
+    aliased cache at ``out_map``'s block; the rest of the cache (memory space ANY) is never copied."""
+    b, g, d = k_new.shape
+    n_prefetch = len(prefetch)
+    new_spec = pl.BlockSpec((None, None, 1, d), lambda bi, gi, *_: (bi, gi, 0, 0))
+    any_spec = pl.BlockSpec(memory_space=pl.ANY)
+    out_spec = pl.BlockSpec((None, None, 1, d), out_map)
+    return pl.pallas_call(
+        functools.partial(_append_kernel, n_prefetch=n_prefetch),
+        grid_spec=pltpu.PrefetchScalarGridSpec(
+            num_scalar_prefetch=n_prefetch, grid=(b, g), in_specs=[new_spec, new_spec, any_spec, any_spec],
+            out_specs=[out_spec, out_spec]),
+        out_shape=[jax.ShapeDtypeStruct(k_store.shape, k_store.dtype)] * 2,
+        input_output_aliases={n_prefetch + 2: 0, n_prefetch + 3: 1},
+        interpret=interpret,
+        name=name,
+    )(*prefetch, k_new.reshape(b, g, 1, d), v_new.reshape(b, g, 1, d), k_store, v_store)
+
+
 @functools.partial(jax.jit, static_argnames=("interpret",))
 def _append_contiguous(k_new, v_new, k_cache, v_cache, lengths, *, interpret):
-    b, g, _, d = k_cache.shape
-    new_spec = pl.BlockSpec((None, None, 1, d), lambda bi, gi, lens: (bi, gi, 0, 0))
-    any_spec = pl.BlockSpec(memory_space=pl.ANY)
-    out_spec = pl.BlockSpec((None, None, 1, d), lambda bi, gi, lens: (bi, gi, lens[bi] - 1, 0))
-    return pl.pallas_call(
-        functools.partial(_append_kernel, n_prefetch=1),
-        grid_spec=pltpu.PrefetchScalarGridSpec(
-            num_scalar_prefetch=1, grid=(b, g), in_specs=[new_spec, new_spec, any_spec, any_spec],
-            out_specs=[out_spec, out_spec]),
-        out_shape=[jax.ShapeDtypeStruct(k_cache.shape, k_cache.dtype)] * 2,
-        input_output_aliases={3: 0, 4: 1},
-        interpret=interpret,
-        name="accelsim_kv_append",
-    )(lengths.astype(jnp.int32), k_new.reshape(b, g, 1, d), v_new.reshape(b, g, 1, d),
-      k_cache, v_cache)
+    return _append_call([lengths.astype(jnp.int32)], k_new, v_new, k_cache, v_cache,
+                        lambda bi, gi, lens: (bi, gi, lens[bi] - 1, 0), interpret, "accelsim_kv_append")
 
 
 @functools.partial(jax.jit, static_argnames=("interpret",))
 def _append_paged(k_new, v_new, k_pages, v_pages, page_table, lengths, *, interpret):
-    _, g, page_size, d = k_pages.shape
-    b, max_pages = page_table.shape
-    new_spec = pl.BlockSpec((None, None, 1, d), lambda bi, gi, lens, table: (bi, gi, 0, 0))
-    any_spec = pl.BlockSpec(memory_space=pl.ANY)
+    page_size = k_pages.shape[2]
+    max_pages = page_table.shape[1]
 
     def out_map(bi, gi, lens, table):
         pos = jnp.maximum(lens[bi] - 1, 0)
         return (table[bi * max_pages + lax.div(pos, page_size)], gi, lax.rem(pos, page_size), 0)
 
-    out_spec = pl.BlockSpec((None, None, 1, d), out_map)
-    return pl.pallas_call(
-        functools.partial(_append_kernel, n_prefetch=2),
-        grid_spec=pltpu.PrefetchScalarGridSpec(
-            num_scalar_prefetch=2, grid=(b, g), in_specs=[new_spec, new_spec, any_spec, any_spec],
-            out_specs=[out_spec, out_spec]),
-        out_shape=[jax.ShapeDtypeStruct(k_pages.shape, k_pages.dtype)] * 2,
-        input_output_aliases={4: 0, 5: 1},
-        interpret=interpret,
-        name="accelsim_paged_kv_append",
-    )(lengths.astype(jnp.int32), page_table.astype(jnp.int32).reshape(-1),
-      k_new.reshape(b, g, 1, d), v_new.reshape(b, g, 1, d), k_pages, v_pages)
+    prefetch = [lengths.astype(jnp.int32), page_table.astype(jnp.int32).reshape(-1)]
+    return _append_call(prefetch, k_new, v_new, k_pages, v_pages, out_map, interpret, "accelsim_paged_kv_append")
 
 
 def append_kv(k_new, v_new, cache, lengths, *, interpret: bool | None = None):
