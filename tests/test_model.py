@@ -101,12 +101,12 @@ def test_kv_cache_decode_equals_full_forward(smol, prompt_ids):
 
 def test_abstract_estimate_equals_executed_counts(smol, prompt_ids):
     config, params, _ = smol
-    host_like = load_chip("h100-sxm")
-    tracer = ModelTracer(config, host_like, 1, len(prompt_ids), len(prompt_ids) + 3, weight_dtype="f32",
+    chip = load_chip("h100-sxm")
+    tracer = ModelTracer(config, chip, 1, len(prompt_ids), len(prompt_ids) + 3, weight_dtype="f32",
                          act_dtype="f32")
     executed = trace_workload(prefill, params, jnp.asarray([prompt_ids]), config=config,
                               blocks=tracer.prefill_blocks, cache_len=len(prompt_ids) + 3)
-    ours = summarise(price_workload(executed, host_like), config.num_layers)
+    ours = summarise(price_workload(executed, chip), config.num_layers)
     estimated = summarise(tracer.prefill_costs(), config.num_layers)
     assert ours.bytes_per_level == estimated.bytes_per_level
     assert ours.flops == estimated.flops

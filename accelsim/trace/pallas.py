@@ -34,6 +34,7 @@ class Transfer:
     step_bytes: np.ndarray = field(repr=False, default=None)  # clipped bytes of the block at every step
     copied: np.ndarray = field(repr=False, default=None)      # whether the block is copied at that step
     block_bytes: float = 0.0                                  # unclipped bytes of one block
+    priced: dict = field(repr=False, default_factory=dict)   # per-chip results derived from this transfer
 
 
 @dataclass

@@ -58,22 +58,18 @@ def price_kernel(record: KernelRecord, chip: Chip) -> OpCost:
                           {"exp": record.exps, "grid_steps": float(math.prod(record.grid))}), record.weight)
 
 
-_CACHE_MEMO: dict = {}
-
-
 def _main_bytes_behind_cache(record: KernelRecord, chip: Chip) -> float:
     """Every copy reaches main memory, unless a cache holds what a wave needs per step (see cost/cache.py).
 
-    Memoised per traced kernel and chip: a decode loop re-prices the same matmul kernels every step."""
-    if not chip.cache_levels:
+    Kept on the traced kernel per chip (it lives as long as the trace): a decode loop re-prices the
+    same matmul kernels every step."""
+    if not chip.cache_levels or not record.transfers:
         return record.main_bytes
-    key = (id(record.transfers), chip.name, chip.matrix.count, chip.cache_levels[0].total_capacity_bytes)
-    hit = _CACHE_MEMO.get(key)
-    if hit is not None and hit[0] is record.transfers:
-        return hit[1]
-    value = _cache_filtered(record, chip)
-    _CACHE_MEMO[key] = (record.transfers, value)
-    return value
+    key = ("main_bytes_behind_cache", chip.name, chip.matrix.count, chip.cache_levels[0].total_capacity_bytes)
+    memo = record.transfers[0].priced
+    if key not in memo:
+        memo[key] = _cache_filtered(record, chip)
+    return memo[key]
 
 
 def _cache_filtered(record: KernelRecord, chip: Chip) -> float:
