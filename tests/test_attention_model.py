@@ -27,7 +27,7 @@ def _summed(costs):
         for name, value in cost.bytes_per_level.items():
             levels[name] = levels.get(name, 0.0) + value
         cycles += cost.total_cycles
-        exps += cost.extra.get("exp", 0.0)
+        exps += cost.exps
     return levels, cycles, exps
 
 

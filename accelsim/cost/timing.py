@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from accelsim.chips.spec import Chip
+from accelsim.cost.result import Cost
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,12 @@ class Timing:
     total_cycles: float
     time_s: float
     bound: str
+    bytes_per_level: dict[str, float] = field(default_factory=dict)
+
+    def cost(self, **values: float) -> Cost:
+        """This timing as a ``Cost`` (FLOPs, calls and other counts given by the caller)."""
+        return Cost.of(self.bound, self.time_s, bytes_per_level=dict(self.bytes_per_level),
+                       compute_cycles=self.compute_cycles, total_cycles=self.total_cycles, **values)
 
 
 def memory_cycles(chip: Chip, bytes_per_level: dict[str, float]) -> dict[str, float]:
@@ -57,7 +64,7 @@ def overlap(chip: Chip, compute_cycles: float, bytes_per_level: dict[str, float]
     if step_cycles > steady:
         bound = "step overhead"
     return Timing(compute_cycles, per_level, link_cycles, prologue, epilogue, step_cycles, total,
-                  total / chip.clock_hz, bound)
+                  total / chip.clock_hz, bound, dict(bytes_per_level))
 
 
 def mfu(chip: Chip, dtype: str, flops: float, time_s: float) -> float:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from accelsim.chips.spec import Chip
-from accelsim.cost.cache import wave_step_working_set, wave_unique_bytes
+from accelsim.cost.blocks import BlockStream, grid_axes
+from accelsim.cost.cache import level_bytes, main_bytes_on_chip
 from accelsim.cost.compute import ACC_BYTES, exp_cycles, step_cycles, step_operand_bytes, waves
 from accelsim.cost.timing import mbu, mfu, overlap
 from accelsim.dtypes import canonical_dtype, dtype_bytes
@@ -28,26 +28,6 @@ from accelsim.errors import AccelsimError
 from accelsim.tiling.alignment import block_rule, legal_sizes
 from accelsim.tiling.matmul import check_dims, pick_fastest, plan_matmul
 from accelsim.tiling.plan import Plan
-
-
-@dataclass(frozen=True)
-class Operand:
-    """One operand's block index and clipped bytes at every grid step (execution order)."""
-
-    indices: np.ndarray
-    step_bytes: np.ndarray
-    block_bytes: float
-    is_output: bool
-
-    @property
-    def copied(self) -> np.ndarray:
-        changed = np.ones(len(self.indices), bool)
-        changed[1:] = np.any(self.indices[1:] != self.indices[:-1], axis=1)
-        if self.is_output:
-            written = np.roll(changed, -1)
-            written[-1] = True
-            return written
-        return changed
 
 
 def check_heads(heads: int, kv_heads: int) -> int:
@@ -75,43 +55,21 @@ def flash_kv_rows(q_len: int, kv_len: int, block_q: int, block_kv: int, causal: 
     return int(rows), int((last + 1).sum())
 
 
-def flash_operands(batch: int, kv_heads: int, group: int, q_len: int, kv_len: int, head_dim: int,
-                   block_q: int, block_kv: int, causal: bool, itemsize: float) -> list[Operand]:
-    """Q, K, V, O block indices over the flash grid, for cache modelling (shapes follow the kernel)."""
+def flash_streams(batch: int, kv_heads: int, group: int, q_len: int, kv_len: int, head_dim: int,
+                  block_q: int, block_kv: int, causal: bool, itemsize: float) -> list[BlockStream]:
+    """Q, K, V, O over the flash grid (B, G, nq, nkv), with the kernel's block shapes and index maps."""
     nq, nkv = math.ceil(q_len / block_q), math.ceil(kv_len / block_kv)
-    b, g, qi, j = (a.reshape(-1) for a in np.indices((batch, kv_heads, nq, nkv)))
+    grid = (batch, kv_heads, nq, nkv)
+    b, g, qi, j = grid_axes(grid)
     kv = np.minimum(j, causal_last_block(qi, block_q, block_kv, q_len, nkv)) if causal else j
-    q_rows = np.minimum(block_q, q_len - qi * block_q)
-    kv_rows = np.minimum(block_kv, kv_len - kv * block_kv)
-    q_bytes = group * q_rows * head_dim * itemsize
-    kv_bytes = kv_rows * head_dim * itemsize
-    q_idx = np.stack([b, g, qi], 1)
-    kv_idx = np.stack([b, g, kv], 1)
-    q_block, kv_block = group * block_q * head_dim * itemsize, block_kv * head_dim * itemsize
-    return [Operand(q_idx, q_bytes, q_block, False), Operand(kv_idx, kv_bytes, kv_block, False),
-            Operand(kv_idx, kv_bytes, kv_block, False), Operand(q_idx, q_bytes, q_block, True)]
-
-
-def main_bytes_with_cache(chip: Chip, operands: list[Operand], copies: float, grid: tuple[int, ...]) -> float:
-    """Main-memory bytes behind a cache (cost/cache.py), or every copy when there is no cache or it overflows."""
-    if not chip.cache_levels:
-        return copies
-    units = chip.matrix.count
-    reads = [o for o in operands if not o.is_output]
-    working_set = sum(wave_step_working_set(o.indices, o.block_bytes, grid, units) for o in reads)
-    if working_set > chip.cache_levels[0].total_capacity_bytes:
-        return copies
-    misses = sum(wave_unique_bytes(o.indices, o.step_bytes, o.copied, grid, units) for o in reads)
-    return misses + sum(float(o.step_bytes[o.copied].sum()) for o in operands if o.is_output)
-
-
-def _level_bytes(chip: Chip, main: float, copies: float, operand_bytes: float) -> dict[str, float]:
-    levels = {chip.main_memory.name: main}
-    for cache in chip.cache_levels:
-        levels[cache.name] = copies
-    if len(chip.memory) > 1:
-        levels[chip.staging_memory.name] = copies + operand_bytes
-    return levels
+    zero = np.zeros((1,) * 4, np.int64)
+    q_shape, kv_shape = (batch, kv_heads, group, q_len, head_dim), (batch, kv_heads, kv_len, head_dim)
+    q_block, kv_block = (1, 1, group, block_q, head_dim), (1, 1, block_kv, head_dim)
+    q_index, kv_index = (b, g, zero, qi, zero), (b, g, kv, zero)
+    return [BlockStream(grid, q_index, q_block, q_shape, itemsize, False),
+            BlockStream(grid, kv_index, kv_block, kv_shape, itemsize, False),
+            BlockStream(grid, kv_index, kv_block, kv_shape, itemsize, False),
+            BlockStream(grid, q_index, q_block, q_shape, itemsize, True)]
 
 
 def _score_block_candidates(chip: Chip, length: int) -> list[int]:
@@ -183,10 +141,10 @@ def _flash_plan(chip: Chip, dtype: str, shape: dict, group: int, causal: bool, b
     grid = (b, g, nq, nkv)
     main = copies
     if chip.cache_levels:
-        main = main_bytes_with_cache(chip, flash_operands(b, g, group, sq, skv, d, bq, bkv, causal, in_b), copies, grid)
+        main = main_bytes_on_chip(chip, flash_streams(b, g, group, sq, skv, d, bq, bkv, causal, in_b))
     computed_total = b * g * computed
     step_c, step_bytes = _attention_block_cost(chip, dtype, group * bq, bkv, d, in_b)
-    levels = _level_bytes(chip, main, copies, computed_total * step_bytes)
+    levels = level_bytes(chip, main, copies, computed_total * step_bytes)
     parallel = b * g * nq
     exps_executed = computed_total * (group * bq * bkv + group * bq)
     compute = waves(parallel, chip.matrix.count) * (computed_total * step_c + exp_cycles(chip, exps_executed)) / parallel

@@ -13,11 +13,13 @@ import math
 import numpy as np
 
 from accelsim.chips.spec import Chip
+from accelsim.cost.blocks import BlockStream, grid_axes
+from accelsim.cost.cache import level_bytes, main_bytes_on_chip
 from accelsim.cost.compute import exp_cycles, step_cycles, step_operand_bytes, waves
 from accelsim.cost.timing import mbu, mfu, overlap
 from accelsim.dtypes import canonical_dtype, dtype_bytes
 from accelsim.errors import AccelsimError
-from accelsim.tiling.attention import Operand, _level_bytes, check_heads, main_bytes_with_cache
+from accelsim.tiling.attention import check_heads
 from accelsim.tiling.matmul import check_dims, pick_fastest
 from accelsim.tiling.plan import Plan
 
@@ -36,32 +38,30 @@ def check_lengths(lengths: list[int], cache_len: int, page_size: int | None) -> 
             raise AccelsimError(f"context of {length} tokens is longer than the cache ({cache_len} positions)")
 
 
-def decode_operands(lengths: np.ndarray, kv_heads: int, group: int, head_dim: int, cache_len: int,
-                    block_kv: int, itemsize: float, splits: int = 1) -> tuple[list[Operand], tuple[int, ...]]:
-    """Attention-kernel operands (contiguous cache) over its grid, for the cache model: (B, G, nkv), or
-    (B, G, splits, per_split) with the partial softmax states as outputs when the KV range is split."""
+def decode_streams(lengths: np.ndarray, kv_heads: int, group: int, head_dim: int, cache_len: int,
+                   block_kv: int, itemsize: float, splits: int = 1) -> list[BlockStream]:
+    """The attention kernel's operands (contiguous cache) with its block shapes and index maps: grid (B, G, nkv),
+    or (B, G, splits, per_split) with the partial softmax states as outputs when the KV range is split."""
     batch = len(lengths)
     nkv = math.ceil(cache_len / block_kv)
     per = math.ceil(nkv / splits)
     grid = (batch, kv_heads, nkv) if splits == 1 else (batch, kv_heads, splits, per)
-    axes = [a.reshape(-1) for a in np.indices(grid)]
+    axes = grid_axes(grid)
     b, g = axes[0], axes[1]
     j = axes[2] if splits == 1 else axes[2] * per + axes[3]
-    kv = np.minimum(j, (lengths[b] - 1) // block_kv)
-    kv_bytes = np.minimum(block_kv, cache_len - kv * block_kv) * head_dim * itemsize
-    q_bytes = np.full(len(b), group * head_dim * itemsize)
-    q_idx, kv_idx = np.stack([b, g], 1), np.stack([b, g, kv], 1)
-    kv_block, q_block = block_kv * head_dim * itemsize, group * head_dim * itemsize
-    operands = [Operand(q_idx, q_bytes, q_block, False), Operand(kv_idx, kv_bytes, kv_block, False),
-                Operand(kv_idx, kv_bytes, kv_block, False)]
+    kv = np.minimum(j, (np.asarray(lengths, np.int64)[b] - 1) // block_kv)
+    zero = np.zeros((1,) * len(grid), np.int64)
+    q_shape, q_block = (batch, kv_heads, group, head_dim), (1, 1, group, head_dim)
+    kv_shape, kv_block = (batch, kv_heads, cache_len, head_dim), (1, 1, block_kv, head_dim)
+    streams = [BlockStream(grid, (b, g, zero, zero), q_block, q_shape, itemsize, False),
+               BlockStream(grid, (b, g, kv, zero), kv_block, kv_shape, itemsize, False),
+               BlockStream(grid, (b, g, kv, zero), kv_block, kv_shape, itemsize, False)]
     if splits == 1:
-        operands.append(Operand(q_idx, q_bytes, q_block, True))
-    else:
-        part_idx = np.stack([b, g, axes[2]], 1)
-        for width in (head_dim, 2):  # partial accumulator, and (running max, running sum)
-            part = np.full(len(b), group * width * 4.0)
-            operands.append(Operand(part_idx, part, group * width * 4.0, True))
-    return operands, grid
+        return streams + [BlockStream(grid, (b, g, zero, zero), q_block, q_shape, itemsize, True)]
+    for width in (head_dim, 2):  # partial accumulator, and (running max, running sum)
+        streams.append(BlockStream(grid, (b, g, axes[2], zero, zero), (1, 1, 1, group, width),
+                                   (batch, kv_heads, splits, group, width), 4.0, True))
+    return streams
 
 
 def plan_decode(lengths: list[int], heads: int, kv_heads: int, head_dim: int, cache_len: int, chip: Chip,
@@ -127,12 +127,12 @@ def _decode_plan(chip: Chip, dtype: str, lengths: list[int], heads: int, kv_head
     attention_copies = q_bytes + 2 * kv_bytes + out_bytes + partial
     attention_main = attention_copies
     if chip.cache_levels and not page_size:
-        operands, grid = decode_operands(lens, kv_heads, group, head_dim, cache_len, block_kv, in_b, splits)
-        attention_main = main_bytes_with_cache(chip, operands, attention_copies, grid)
+        attention_main = main_bytes_on_chip(chip, decode_streams(lens, kv_heads, group, head_dim, cache_len,
+                                                                 block_kv, in_b, splits))
     computed = kv_heads * float((-(-lens // block_kv)).sum())
     cycles = step_cycles(chip, dtype, group, head_dim, block_kv) + step_cycles(chip, dtype, group, block_kv, head_dim)
     operand = step_operand_bytes(chip, in_b, group, head_dim, block_kv) + step_operand_bytes(chip, in_b, group, block_kv, head_dim)
-    attention_levels = _level_bytes(chip, attention_main, attention_copies, computed * operand)
+    attention_levels = level_bytes(chip, attention_main, attention_copies, computed * operand)
     parallel = batch * kv_heads * splits
     attention_exps = computed * (group * block_kv + group)
     compute = waves(parallel, chip.matrix.count) * (computed * cycles + exp_cycles(chip, attention_exps)) / parallel
@@ -141,13 +141,13 @@ def _decode_plan(chip: Chip, dtype: str, lengths: list[int], heads: int, kv_head
     attention = overlap(chip, compute, attention_levels, (group + 2 * first_kv) * head_dim * in_b, last_out,
                         grid_steps=parallel * per_split,
                         operand_bytes=q_bytes + 2 * cache_bytes + (partial or q_bytes))
-    timings = [attention, overlap(chip, 0.0, _level_bytes(chip, append, append, 0.0), 2 * head_dim * in_b,
+    timings = [attention, overlap(chip, 0.0, level_bytes(chip, append, append, 0.0), 2 * head_dim * in_b,
                                   2 * head_dim * in_b, grid_steps=batch * kv_heads,
                                   operand_bytes=2 * batch * kv_heads * head_dim * in_b + 4 * cache_bytes)]
-    level_parts = [attention_levels, _level_bytes(chip, append, append, 0.0)]
+    level_parts = [attention_levels, level_bytes(chip, append, append, 0.0)]
     combine_exps = batch * kv_heads * splits * group if splits > 1 else 0.0
     if splits > 1:
-        combine_levels = _level_bytes(chip, partial + q_bytes, partial + q_bytes, 0.0)
+        combine_levels = level_bytes(chip, partial + q_bytes, partial + q_bytes, 0.0)
         combine_compute = waves(batch * kv_heads, chip.matrix.count) * exp_cycles(chip, combine_exps) / (batch * kv_heads)
         timings.append(overlap(chip, combine_compute, combine_levels, splits * group * (head_dim + 2) * 4.0,
                                group * head_dim * in_b, grid_steps=batch * kv_heads, operand_bytes=partial + q_bytes))

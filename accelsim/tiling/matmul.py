@@ -11,6 +11,8 @@ import itertools
 import math
 
 from accelsim.chips.spec import Chip
+from accelsim.cost.blocks import BlockStream, grid_axes
+from accelsim.cost.cache import level_bytes, main_bytes_on_chip
 from accelsim.cost.compute import ACC_BYTES, step_cycles, step_operand_bytes, waves
 from accelsim.cost.timing import mbu, mfu, overlap
 from accelsim.dtypes import canonical_dtype, dtype_bytes
@@ -51,41 +53,14 @@ def staging_bytes_needed(bm: int, bn: int, bk: int, in_bytes: float, out_bytes: 
     return 2 * (bm * bk + bk * bn) * in_bytes + acc + 2 * bm * bn * out_bytes
 
 
-def main_bytes_behind_cache(m: int, k: int, n: int, bm: int, bn: int, bk: int, in_bytes: float, out_bytes: float,
-                            units: int, cache_bytes: float) -> float:
-    """Main-memory bytes when a cache serves repeat copies within a wave of ``units`` output tiles (cost/cache.py).
-
-    Closed form per wave of consecutive (i, j) tiles: the distinct row panels of A and column panels
-    of B it copies, if one k-step's distinct blocks fit in the cache; else every copy.
-    """
-    gm, gn, gk = grid_of(m, k, n, bm, bn, bk)
-    copies = main_level_bytes(m, k, n, bm, bn, bk, in_bytes, out_bytes)
-    tiles = gm * gn
-    working_set = 0
-    a_bytes = b_bytes = 0.0
-    for start in range(0, tiles, units):
-        end = min(start + units, tiles)
-        i_lo, i_hi = start // gn, (end - 1) // gn
-        j_ranges = _wave_columns(start, end, gn)
-        n_j = sum(hi - lo for lo, hi in j_ranges)
-        working_set = max(working_set, ((i_hi - i_lo + 1) * bm * bk + n_j * bk * bn) * in_bytes)
-        a_bytes += (min(m, (i_hi + 1) * bm) - i_lo * bm) * k * in_bytes
-        b_bytes += sum(min(n, hi * bn) - lo * bn for lo, hi in j_ranges) * k * in_bytes
-    if working_set > cache_bytes:
-        return sum(copies.values())
-    if gk == 1:  # A's block is copied only when i changes: each row panel once in the whole run
-        a_bytes = m * k * in_bytes
-        if gn == 1:
-            b_bytes = k * n * in_bytes
-    return a_bytes + b_bytes + copies["c"]
-
-
-def _wave_columns(start: int, end: int, gn: int) -> list[tuple[int, int]]:
-    """Half-open ranges of j covered by tiles start..end-1 in row-major (i, j) order."""
-    if end - start >= gn:
-        return [(0, gn)]
-    j0, j1 = start % gn, (end - 1) % gn
-    return [(j0, j1 + 1)] if j1 >= j0 else [(j0, gn), (0, j1 + 1)]
+def matmul_streams(m: int, k: int, n: int, bm: int, bn: int, bk: int, in_bytes: float,
+                   out_bytes: float) -> list[BlockStream]:
+    """The kernel's operands over its grid (i, j, k): A at (i, k), B at (k, j), C written at (i, j)."""
+    grid = grid_of(m, k, n, bm, bn, bk)
+    i, j, kk = grid_axes(grid)
+    return [BlockStream(grid, (i, kk), (bm, bk), (m, k), in_bytes, False),
+            BlockStream(grid, (kk, j), (bk, bn), (k, n), in_bytes, False),
+            BlockStream(grid, (i, j), (bm, bn), (m, n), out_bytes, True)]
 
 
 def plan_matmul(m: int, k: int, n: int, chip: Chip, dtype: str = "bf16", out_dtype: str | None = None,
@@ -153,13 +128,8 @@ def _evaluate(m: int, k: int, n: int, chip: Chip, dtype: str, out_dtype: str, bm
     copies = sum(main_level_bytes(m, k, n, bm, bn, bk, in_b, out_b).values())
     main_total = copies
     if chip.cache_levels:
-        main_total = main_bytes_behind_cache(m, k, n, bm, bn, bk, in_b, out_b, chip.matrix.count,
-                                             chip.cache_levels[0].total_capacity_bytes)
-    bytes_per_level = {chip.main_memory.name: main_total}
-    for cache in chip.cache_levels:
-        bytes_per_level[cache.name] = copies
-    if len(chip.memory) > 1:
-        bytes_per_level[chip.staging_memory.name] = copies + steps * step_operand_bytes(chip, in_b, bm, bk, bn)
+        main_total = main_bytes_on_chip(chip, matmul_streams(m, k, n, bm, bn, bk, in_b, out_b))
+    bytes_per_level = level_bytes(chip, main_total, copies, steps * step_operand_bytes(chip, in_b, bm, bk, bn))
     compute = waves(gm * gn, chip.matrix.count) * gk * step_cycles(chip, dtype, bm, bk, bn)
     prologue = (min(bm, m) * min(bk, k) + min(bk, k) * min(bn, n)) * in_b
     epilogue = (m - (gm - 1) * bm) * (n - (gn - 1) * bn) * out_b

@@ -1,17 +1,20 @@
-"""Evaluate the scalar arithmetic of a Pallas kernel (index maps, branch predicates) at every grid point.
+"""Evaluate the scalar arithmetic of a Pallas kernel (index maps, branch predicates) over its grid.
 
-Values are numpy arrays with one entry per grid step (row-major grid order, last axis fastest),
-so a whole grid is evaluated in one pass. Only the integer/boolean scalar primitives that index
-maps and ``pl.when`` predicates use are supported; anything else is reported as data-dependent.
+Values are numpy arrays broadcastable to the grid (``accelsim.cost.blocks.grid_axes``): a value has
+extent 1 along every grid axis it does not depend on, so an index map is evaluated on the sub-grid of
+the axes it reads, never on every step. Only the integer/boolean scalar primitives that index maps
+and ``pl.when`` predicates use are supported; anything else is reported as data-dependent.
 """
 
 from __future__ import annotations
 
-import functools
+import math
 from typing import Any
 
 import numpy as np
 from jax import tree_util
+
+from accelsim.cost.blocks import as_grid_array, grid_axes
 
 try:  # jax < 0.11 has ClosedJaxpr and Literal in jax.core; later versions merge ClosedJaxpr into Jaxpr
     from jax.extend.core import Literal
@@ -69,8 +72,8 @@ def _apply(eqn, args: list[Any]) -> list[Any]:
         return [np.minimum(np.maximum(x, lo), hi)]
     if name == "integer_pow":
         return [np.power(args[0], params["y"])]
-    if name in ("squeeze", "reshape", "broadcast_in_dim") and all(np.ndim(a) <= 1 for a in args[:1]):
-        return [args[0]]
+    if name in ("squeeze", "reshape", "broadcast_in_dim") and math.prod(getattr(eqn.invars[0].aval, "shape", ())) == 1:
+        return [args[0]]  # a one-element value keeps its grid-broadcast form
     raise NotStatic(f"primitive '{name}' in kernel scalar arithmetic")
 
 
@@ -85,7 +88,7 @@ def read(env: dict, atom) -> Any:
 def eval_scalar_jaxpr(jaxpr, env: dict, refs: dict, grid: tuple[int, ...] = ()) -> dict:
     """Evaluate every scalar eqn of ``jaxpr`` whose inputs are known; ``refs`` maps ref vars to arrays.
 
-    ``program_id``/``num_programs`` read the grid (``grid_points`` order). Returns ``env`` extended in
+    ``program_id``/``num_programs`` read the grid (``grid_axes`` form). Returns ``env`` extended in
     place. Eqns that can't be evaluated are skipped, so their outputs stay unknown and anything
     reading them raises ``NotStatic``.
     """
@@ -93,7 +96,7 @@ def eval_scalar_jaxpr(jaxpr, env: dict, refs: dict, grid: tuple[int, ...] = ()) 
         try:
             name = eqn.primitive.name
             if name == "program_id":
-                env[eqn.outvars[0]] = grid_points(grid)[eqn.params["axis"]]
+                env[eqn.outvars[0]] = grid_axes(grid)[eqn.params["axis"]]
             elif name == "num_programs":
                 env[eqn.outvars[0]] = np.asarray(grid[eqn.params["axis"]])
             elif name == "get" and eqn.invars[0] in refs:
@@ -124,26 +127,12 @@ def _get(eqn, env: dict, refs: dict) -> Any:
     return np.asarray(array)[tuple(index)]
 
 
-@functools.lru_cache(maxsize=8)
-def grid_points(grid: tuple[int, ...]) -> list[np.ndarray]:
-    """One array per grid axis with that axis's index at every step, in execution order (cached, read-only)."""
-    if not grid:
-        return []
-    axes = [axis.reshape(-1) for axis in np.indices(grid, dtype=np.int32)]
-    for axis in axes:
-        axis.flags.writeable = False
-    return axes
-
-
-def eval_index_map(index_map, grid: tuple[int, ...], prefetch: list[np.ndarray]) -> np.ndarray:
-    """Block indices of one BlockSpec at every grid step: shape (steps, ndim)."""
+def eval_index_map(index_map, grid: tuple[int, ...], prefetch: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Block coordinates of one BlockSpec over the grid: one array per block dim, broadcastable to ``grid``."""
     jaxpr = index_map.jaxpr
     n_grid = len(grid)
-    points = grid_points(grid)
-    steps = int(np.prod(grid)) if grid else 1
-    env = dict(zip(jaxpr.invars[:n_grid], points))
+    env = dict(zip(jaxpr.invars[:n_grid], grid_axes(grid)))
     refs = dict(zip(jaxpr.invars[n_grid:], prefetch))
     env.update(zip(index_map.jaxpr.constvars, [np.asarray(c) for c in index_map.consts]))
     eval_scalar_jaxpr(jaxpr, env, refs)
-    columns = [np.broadcast_to(read(env, out), (steps,)) for out in jaxpr.outvars]
-    return np.stack(columns, axis=1) if columns else np.zeros((steps, 0), np.int64)
+    return tuple(as_grid_array(read(env, out), n_grid) for out in jaxpr.outvars)

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from accelsim.trace.grid_eval import NotStatic
-from accelsim.trace.pallas import _CALLS, KernelRecord, _dot_shape, record_pallas_call
+from accelsim.trace.pallas import _CALLS, KernelRecord, Product, dot_product, record_pallas_call
 
 # Ops that only relabel data; XLA emits no memory traffic for them.
 _FREE = {"reshape", "squeeze", "expand_dims", "broadcast_in_dim", "bitcast_convert_type", "copy_p",
@@ -25,16 +25,24 @@ _FREE = {"reshape", "squeeze", "expand_dims", "broadcast_in_dim", "bitcast_conve
 
 @dataclass
 class XlaMatmul:
-    """A dot_general left to XLA (outside our kernels): (batch, m, k, n) in ``in_bytes`` per element."""
+    """A dot_general left to XLA (outside our kernels): ``batch`` products of one shape and dtype."""
 
     scope: str
     batch: int
-    m: int
-    k: int
-    n: int
-    in_bytes: int
+    product: Product
     out_bytes: int
     weight: float = 1.0
+
+    @property
+    def flops(self) -> float:
+        """FLOPs of one of the ``batch`` products."""
+        return 2.0 * self.product.m * self.product.k * self.product.n
+
+    @property
+    def compulsory_bytes(self) -> float:
+        """Bytes of one product's operands read once and its result written once."""
+        p = self.product
+        return (p.m * p.k + p.k * p.n) * p.in_bytes + p.m * p.n * self.out_bytes
 
 
 @dataclass
@@ -68,7 +76,8 @@ class TracedWorkload:
         trace = WorkloadTrace()
         flat_args = jax.tree_util.tree_leaves(args)
         inputs = _top_inputs(flat_args)
-        _walk(self.closed.jaxpr, lambda atoms: _concrete(self.closed, inputs, atoms), 1.0, trace, self._memo)
+        _walk(self.closed.jaxpr, lambda atoms, at_end=False: _concrete(self.closed, inputs, atoms), 1.0, trace,
+              self._memo)
         return trace
 
 
@@ -137,24 +146,17 @@ def _walk(jaxpr, resolve, weight: float, trace: WorkloadTrace, memo: dict, prefi
         name = eqn.primitive.name
         scope = "/".join(p for p in (prefix, _scope(eqn)) if p)
         if name == "pallas_call":
-            n_prefetch = eqn.params["grid_mapping"].num_index_operands
-            prefetch = []
-            if n_prefetch:
-                if resolve is None:
-                    raise NotStatic("scalar-prefetch operands of a kernel inside a loop are not static")
-                prefetch = resolve(eqn.invars[:n_prefetch])
-            key = (id(eqn), tuple(np.asarray(p).tobytes() for p in prefetch))
-            if key not in memo:
-                memo[key] = record_pallas_call(eqn, prefetch, scope, 1.0)
-            trace.kernels.append(dataclasses.replace(memo[key], weight=weight, scope=scope))
+            record = _kernel_record(eqn, resolve, memo)
+            trace.kernels.append(dataclasses.replace(record, weight=weight, scope=scope, priced=record.priced))
         elif name == "dot_general":
-            batch, m, k, n, in_b = _dot_shape(eqn)
-            trace.matmuls.append(XlaMatmul(scope, batch, m, k, n, in_b,
-                                           np.dtype(eqn.outvars[0].aval.dtype).itemsize, weight))
+            batch, product = dot_product(eqn)
+            trace.matmuls.append(XlaMatmul(scope, batch, product, np.dtype(eqn.outvars[0].aval.dtype).itemsize, weight))
         elif name == "scan":
             body = eqn.params["jaxpr"]
             consts = eqn.params["num_consts"]
-            _walk(body.jaxpr, _inner_resolver(resolve, eqn, body, known=consts), weight * eqn.params["length"], trace, memo, scope)
+            _walk(body.jaxpr, _inner_resolver(resolve, eqn, body, known=consts, xs_from=consts + eqn.params["num_carry"],
+                                              length=eqn.params["length"]),
+                  weight * eqn.params["length"], trace, memo, scope)
         elif name == "while":
             _walk(eqn.params["body_jaxpr"].jaxpr, None, weight * _fori_trip_count(eqn), trace, memo, scope)
         elif name == "cond":
@@ -183,22 +185,53 @@ def _moved_bytes(eqn) -> float:
     return sum(_nbytes(v.aval) for v in eqn.invars if not hasattr(v, "val")) + sum(_nbytes(v.aval) for v in eqn.outvars)
 
 
-def _inner_resolver(resolve, eqn, inner, known: int | None = None):
+def _kernel_record(eqn, resolve, memo: dict) -> KernelRecord:
+    """The record of one pallas_call, memoised by its scalar-prefetch values.
+
+    Inside a scan, prefetch operands may come from the scan's xs (a layer index, say); the kernel is
+    then counted at the first and the last iteration, and the two must agree, else it is not static."""
+    n_prefetch = eqn.params["grid_mapping"].num_index_operands
+    if not n_prefetch:
+        return _memo_record(eqn, [], memo)
+    if resolve is None:
+        raise NotStatic("scalar-prefetch operands of a kernel inside a loop are not static")
+    first = _memo_record(eqn, resolve(eqn.invars[:n_prefetch]), memo)
+    last = _memo_record(eqn, resolve(eqn.invars[:n_prefetch], at_end=True), memo)
+    if last is not first and (last.counts != first.counts or last.dots != first.dots or last.exps != first.exps):
+        raise NotStatic("a kernel's scalar-prefetch operands change its copies between loop iterations")
+    return first
+
+
+def _memo_record(eqn, prefetch: list, memo: dict) -> KernelRecord:
+    key = (id(eqn), tuple(np.asarray(p).tobytes() for p in prefetch))
+    if key not in memo:
+        memo[key] = record_pallas_call(eqn, prefetch, "", 1.0)
+    return memo[key]
+
+
+def _inner_resolver(resolve, eqn, inner, known: int | None = None, xs_from: int | None = None, length: int = 1):
     """Concrete values inside a call or loop body, computed lazily from the caller's.
 
-    Only the first ``known`` inputs (a loop's constants; all of a call's) have values; a kernel whose
-    scalar-prefetch operands depend on anything else (a loop carry) is not static.
+    The first ``known`` inputs (a loop's constants; all of a call's) have values; a scan's xs (inputs
+    from ``xs_from`` on) have the value of the first iteration, or of the last with ``at_end``; a
+    kernel whose scalar-prefetch operands depend on anything else (a loop carry) is not static.
     """
     if resolve is None or not hasattr(inner, "consts"):
         return None
     known = len(eqn.invars) if known is None else known
 
-    def inputs(positions):
-        if any(i >= known for i in positions):
-            raise NotStatic("a kernel's scalar-prefetch operand depends on a loop carry")
-        return resolve([eqn.invars[i] for i in positions])
+    def inputs(positions, at_end=False):
+        values = []
+        for i in positions:
+            if i < known:
+                values.append(resolve([eqn.invars[i]], at_end=at_end)[0])
+            elif xs_from is not None and i >= xs_from:
+                values.append(np.asarray(resolve([eqn.invars[i]], at_end=at_end)[0])[length - 1 if at_end else 0])
+            else:
+                raise NotStatic("a kernel's scalar-prefetch operand depends on a loop carry")
+        return values
 
-    return lambda atoms: _concrete(inner, inputs, atoms)
+    return lambda atoms, at_end=False: _concrete(inner, lambda positions: inputs(positions, at_end), atoms)
 
 
 def _fori_trip_count(eqn) -> int:

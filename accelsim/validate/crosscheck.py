@@ -40,9 +40,9 @@ def crosscheck() -> list[dict[str, Any]]:
     rows = []
     for name, fn, args in _workloads():
         trace = trace_workload(fn, *args)
-        our_flops = sum(2.0 * m.batch * m.m * m.k * m.n * m.weight for m in trace.matmuls)
+        our_flops = sum(m.flops * m.batch * m.weight for m in trace.matmuls)
         our_bytes = sum(op.bytes * op.weight for op in trace.ops) + sum(
-            ((m.m * m.k + m.k * m.n) * m.in_bytes + m.m * m.n * m.out_bytes) * m.batch * m.weight for m in trace.matmuls)
+            m.compulsory_bytes * m.batch * m.weight for m in trace.matmuls)
         elementwise = sum(op.elements * op.weight for op in trace.ops if op.name in ARITHMETIC)
         _, result = roofline.roofline(fn)(*args)
         analysis = jax.jit(fn).lower(*args).compile().cost_analysis()

@@ -116,7 +116,7 @@ def run_suite(suite: Suite, chip: Chip, repeats: int = 5, progress: Callable[[st
             name=name, op=op, impl=impl, measured_s=measured, predicted_s=sum(c.time_s for c in costs),
             bound=_dominant_bound(costs), flops=sum(c.flops for c in costs),
             main_bytes=sum(c.bytes_per_level.get(chip.main_memory.name, 0.0) for c in costs),
-            grid_steps=int(sum(c.extra.get("grid_steps", 0) for c in costs)),
+            grid_steps=int(sum(c.grid_steps for c in costs)),
         ))
         progress(f"  {name} [{impl}]: measured {measured * 1e3:.2f} ms, predicted {results[-1].predicted_s * 1e3:.2f} ms")
     return results
