@@ -63,6 +63,7 @@ from jax.experimental.pallas import tpu as pltpu
 
 from accelsim.errors import AccelsimError
 from kernels.backend import default_interpret, on_gpu
+from kernels.specs import KernelSpecs
 
 _NEG_INIT = float(np.finfo(np.float32).min)  # running-max init: finite, so exp(m_prev - m_new) never NaNs
 _FLOAT_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
@@ -213,6 +214,27 @@ def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, causal: bool, b
         return _flash_attention_gpu(q, k, v, causal=causal, block_q=block_q, block_kv=block_kv)
     (b, h, sq, d), (_, g, skv, _) = q.shape, k.shape
     group = h // g
+    specs = flash_specs(b, h, g, sq, skv, d, causal=causal, block_q=block_q, block_kv=block_kv, dtype=q.dtype)
+    kernel = functools.partial(_flash_kernel, causal=causal, scale=1.0 / math.sqrt(d), sq=sq,
+                               skv=skv, block_q=block_q, block_kv=block_kv, nkv=specs.grid[-1])
+    out = pl.pallas_call(
+        kernel,
+        grid=specs.grid,
+        in_specs=specs.in_specs,
+        out_specs=specs.out_specs[0],
+        out_shape=jax.ShapeDtypeStruct((b, g, group, sq, d), q.dtype),
+        scratch_shapes=specs.scratch_shapes,
+        interpret=interpret,
+        name="accelsim_flash_attention",
+    )(q.reshape(b, g, group, sq, d), k, v)
+    return out.reshape(b, h, sq, d)
+
+
+def flash_specs(b: int, h: int, g: int, sq: int, skv: int, d: int, *, causal: bool, block_q: int, block_kv: int,
+                dtype) -> KernelSpecs:
+    """Grid (B, G, nq, nkv); Q and O blocks (group, block_q, D) at (b, g, 0, qi, 0); K and V blocks
+    (block_kv, D) at (b, g, kv(qi, j), 0); scratch m, l (group*block_q, 1) and acc (group*block_q, D) in f32."""
+    group = h // g
     nq, nkv = pl.cdiv(sq, block_q), pl.cdiv(skv, block_kv)
 
     if causal:
@@ -225,21 +247,13 @@ def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, causal: bool, b
 
     q_spec = pl.BlockSpec((None, None, group, block_q, d), lambda bi, gi, qi, j: (bi, gi, 0, qi, 0))
     kv_spec = pl.BlockSpec((None, None, block_kv, d), kv_map)
-    kernel = functools.partial(_flash_kernel, causal=causal, scale=1.0 / math.sqrt(d), sq=sq,
-                               skv=skv, block_q=block_q, block_kv=block_kv, nkv=nkv)
-    out = pl.pallas_call(
-        kernel,
-        grid=(b, g, nq, nkv),
-        in_specs=[q_spec, kv_spec, kv_spec],
-        out_specs=q_spec,
-        out_shape=jax.ShapeDtypeStruct((b, g, group, sq, d), q.dtype),
-        scratch_shapes=[pltpu.VMEM((group * block_q, 1), jnp.float32),
-                        pltpu.VMEM((group * block_q, 1), jnp.float32),
-                        pltpu.VMEM((group * block_q, d), jnp.float32)],
-        interpret=interpret,
-        name="accelsim_flash_attention",
-    )(q.reshape(b, g, group, sq, d), k, v)
-    return out.reshape(b, h, sq, d)
+    rows = group * block_q
+    return KernelSpecs(
+        grid=(b, g, nq, nkv), in_specs=[q_spec, kv_spec, kv_spec], out_specs=[q_spec],
+        scratch_shapes=[pltpu.VMEM((rows, 1), jnp.float32), pltpu.VMEM((rows, 1), jnp.float32),
+                        pltpu.VMEM((rows, d), jnp.float32)],
+        in_arrays=[((b, g, group, sq, d), dtype), ((b, g, skv, d), dtype), ((b, g, skv, d), dtype)],
+        out_arrays=[((b, g, group, sq, d), dtype)])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
 from kernels.backend import default_interpret, on_gpu
+from kernels.specs import KernelSpecs
 
 
 def _mask_k_tail(a, b, k_index, bk: int, k_total: int):
@@ -47,6 +48,17 @@ def _matmul_kernel(a_ref, b_ref, o_ref, acc_ref, *, bk: int, k_total: int):
         o_ref[...] = acc_ref[...].astype(o_ref.dtype)
 
 
+def matmul_specs(m: int, k: int, n: int, *, bm: int, bn: int, bk: int, in_dtype, out_dtype) -> KernelSpecs:
+    """Grid (i, j, k), A blocks (bm, bk) at (i, k), B blocks (bk, bn) at (k, j), C blocks (bm, bn) at (i, j),
+    and the f32 accumulator scratch."""
+    return KernelSpecs(
+        grid=(pl.cdiv(m, bm), pl.cdiv(n, bn), pl.cdiv(k, bk)),
+        in_specs=[pl.BlockSpec((bm, bk), lambda i, j, kk: (i, kk)), pl.BlockSpec((bk, bn), lambda i, j, kk: (kk, j))],
+        out_specs=[pl.BlockSpec((bm, bn), lambda i, j, kk: (i, j))],
+        scratch_shapes=[pltpu.VMEM((bm, bn), jnp.float32)],
+        in_arrays=[((m, k), in_dtype), ((k, n), in_dtype)], out_arrays=[((m, n), out_dtype)])
+
+
 @functools.partial(jax.jit, static_argnames=("bm", "bn", "bk", "out_dtype", "interpret"))
 def matmul(a: jax.Array, b: jax.Array, *, bm: int, bn: int, bk: int, out_dtype=None,
            interpret: bool | None = None) -> jax.Array:
@@ -58,15 +70,14 @@ def matmul(a: jax.Array, b: jax.Array, *, bm: int, bn: int, bk: int, out_dtype=N
     interpret = default_interpret() if interpret is None else interpret
     if on_gpu() and not interpret:
         return _matmul_gpu(a, b, bm=bm, bn=bn, bk=bk, out_dtype=out_dtype)
-    grid = (pl.cdiv(m, bm), pl.cdiv(n, bn), pl.cdiv(k_total, bk))
+    specs = matmul_specs(m, k_total, n, bm=bm, bn=bn, bk=bk, in_dtype=a.dtype, out_dtype=out_dtype)
     return pl.pallas_call(
         functools.partial(_matmul_kernel, bk=bk, k_total=k_total),
-        grid=grid,
-        in_specs=[pl.BlockSpec((bm, bk), lambda i, j, k: (i, k)),
-                  pl.BlockSpec((bk, bn), lambda i, j, k: (k, j))],
-        out_specs=pl.BlockSpec((bm, bn), lambda i, j, k: (i, j)),
+        grid=specs.grid,
+        in_specs=specs.in_specs,
+        out_specs=specs.out_specs[0],
         out_shape=jax.ShapeDtypeStruct((m, n), out_dtype),
-        scratch_shapes=[pltpu.VMEM((bm, bn), jnp.float32)],
+        scratch_shapes=specs.scratch_shapes,
         interpret=interpret,
         name="accelsim_matmul",
     )(a, b)

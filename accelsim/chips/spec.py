@@ -72,6 +72,86 @@ class Link:
 
 
 @dataclass(frozen=True)
+class Accumulator:
+    """Where a matrix unit's f32 partial sums live when not in the staging memory, per unit.
+
+    A GPU SM's register file, Trainium's PSUM. ``capacity_bytes`` is that store's size per unit
+    (per SM, per NeuronCore); ``fraction`` is the share a kernel's accumulator block may fill
+    (registers also hold operands and addresses). Partial sums written there do not cross the
+    staging memory.
+    """
+
+    capacity_bytes: float
+    fraction: float
+    source: str
+    assumption: str = ""
+
+    @property
+    def budget_bytes(self) -> int:
+        return int(self.capacity_bytes * self.fraction)
+
+
+@dataclass(frozen=True)
+class BlockRule:
+    """The kernel compiler's block-shape rule for the chip's family.
+
+    A block's minor (last) dim must be a multiple of ``lane`` and its second-minor dim a multiple
+    of ``sublane``, unless the block spans the whole array dim; with ``power_of_two`` only powers
+    of two at least that large are legal (Triton). ``accumulator``, if set, holds the f32
+    accumulator block outside the staging memory, up to ``register_accumulator_bytes``.
+    """
+
+    sublane: int
+    lane: int
+    power_of_two: bool
+    source: str
+    assumption: str = ""
+    accumulator: Accumulator | None = None
+
+    @property
+    def register_accumulator_bytes(self) -> int:
+        """>0: the accumulator block lives in registers (or PSUM), up to this many bytes; 0: in staging memory."""
+        return self.accumulator.budget_bytes if self.accumulator else 0
+
+
+DEFAULT_BLOCK_RULE = BlockRule(8, 8, False,
+                               "no [block_rule] in the chip file: blocks are multiples of 8 (or the whole dim)")
+
+
+@dataclass(frozen=True)
+class MmaTile:
+    """One tensor-core instruction's tile: an (m, k) x (k, n) product, for 16-bit operands.
+
+    ``n`` is the step of the instruction's N where N is selectable (Hopper's wgmma: 8 to 256 in
+    steps of 8); a block product is padded up to whole tiles.
+    """
+
+    m: int
+    n: int
+    k: int
+    source: str
+    assumption: str = ""
+
+
+@dataclass(frozen=True)
+class SystolicOverlap:
+    """What a systolic array overlaps between folds (the cost model's use of it comes later).
+
+    ``stationary_double_buffered``: the next fold's stationary tile loads while the current one
+    computes. ``drain_overlaps``: an output-stationary fold's drain overlaps the next fold's streaming.
+    """
+
+    stationary_double_buffered: bool
+    drain_overlaps: bool
+    source: str
+    assumption: str = ""
+
+
+NO_SYSTOLIC_OVERLAP = SystolicOverlap(False, False, "no [systolic] in the chip file: folds overlap nothing")
+NO_LAUNCH_SOURCE = "no [launch] in the chip file: no per-kernel launch overhead"
+
+
+@dataclass(frozen=True)
 class Chip:
     """One accelerator. ``memory[0]`` is the level the operands live in between kernels."""
 
@@ -90,6 +170,12 @@ class Chip:
     step_overhead_source: str = ""
     exp_per_s: float = 0.0  # >0: vector/special-function unit exponentials per second (softmax cost)
     exp_source: str = ""
+    block_rule: BlockRule = DEFAULT_BLOCK_RULE
+    mma: MmaTile | None = None  # tensor-core chips only
+    systolic: SystolicOverlap = NO_SYSTOLIC_OVERLAP
+    launch_overhead_s: float = 0.0  # fixed cost of each kernel launch (not yet used in timing)
+    launch_source: str = NO_LAUNCH_SOURCE
+    device_names: tuple[str, ...] = ()  # jax device_kind substrings that identify this chip as the running accelerator
 
     @property
     def main_memory(self) -> MemoryLevel:
@@ -104,6 +190,11 @@ class Chip:
     def cache_levels(self) -> tuple[MemoryLevel, ...]:
         """Hardware-managed levels between main and staging memory (a GPU's L2): every block copy passes through them."""
         return self.memory[1:-1]
+
+    @property
+    def accumulator(self) -> Accumulator | None:
+        """Where partial sums live outside the staging memory (registers, PSUM); None: in staging memory."""
+        return self.block_rule.accumulator
 
     @property
     def is_sram_only(self) -> bool:

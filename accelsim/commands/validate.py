@@ -8,6 +8,7 @@ from pathlib import Path
 import jax
 
 from accelsim.chips import load_chip, preset_names
+from accelsim.chips.loader import preset_for_device
 from accelsim.commands.common import progress
 from accelsim.errors import AccelsimError
 from accelsim.report.table import render, to_json
@@ -15,8 +16,6 @@ from accelsim.validate.harness import CUTOFF_S, THRESHOLD, compare, report
 
 HELP = "time a suite of ops here and compare with the model's prediction for this machine"
 RESULTS = Path("benchmarks/results")
-GPU_PRESETS = (("H200", "h200"), ("H100", "h100-sxm"), ("B200", "b200"), ("A100", "a100-80gb"), ("MI300X", "mi300x"),
-               ("TPU v5 lite", "tpu-v5e"), ("TPU v5e", "tpu-v5e"), ("TPU v5p", "tpu-v5p"), ("TPU v6", "tpu-v6e"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,10 +44,10 @@ def chip_for_this_machine(name: str | None, calibrate_first: bool = True, quick:
             calibrate(progress=None, quick=quick)
         return host_chip(progress)
     kind = jax.devices()[0].device_kind
-    for needle, preset in GPU_PRESETS:
-        if needle.lower() in kind.lower():
-            return load_chip(preset)
-    raise AccelsimError(f"no preset matches device '{kind}': pass --chip NAME or a chip file")
+    preset = preset_for_device(kind)
+    if preset is None:
+        raise AccelsimError(f"no preset's device_names match device '{kind}': pass --chip NAME or a chip file")
+    return load_chip(preset)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ def step_cycles(chip: Chip, dtype: str, m: int, k: int, n: int) -> float:
     systolic: the exact fold-by-fold count of the array (validated against kernels/systolic.py),
     scaled down when the vendor's peak exceeds one array's 2*rows*cols FLOP/clk (several arrays
     per unit), so a full array runs at the published peak.
-    tensor_core: FLOPs padded up to whole MMA tiles (rows x cols x 16) at the SM's peak rate.
+    tensor_core: FLOPs padded up to whole MMA tiles (the chip file's ``[mma]`` m x n x k) at the SM's peak rate.
     vector: FLOPs at the unit's peak rate.
     """
     unit = chip.matrix
@@ -35,13 +35,15 @@ def step_cycles(chip: Chip, dtype: str, m: int, k: int, n: int) -> float:
         speedup = flops_per_cycle_per_unit(chip, dtype) / per_array_peak
         return systolic_cycles(unit.dataflow, m, k, n, unit.rows, unit.cols) / speedup
     if unit.kind == "tensor_core":
-        padded = 2 * _round_up(m, unit.rows) * _round_up(n, min(unit.cols, 8)) * _round_up(k, 16)
+        tile = chip.mma
+        padded = 2 * _round_up(m, tile.m) * _round_up(n, tile.n) * _round_up(k, tile.k)
         return padded / flops_per_cycle_per_unit(chip, dtype)
     return 2 * m * k * n / flops_per_cycle_per_unit(chip, dtype)
 
 
 def step_operand_bytes(chip: Chip, dtype_bytes: float, m: int, k: int, n: int) -> float:
-    """Bytes the matrix unit moves to and from the staging level for one block product."""
+    """Bytes the matrix unit moves to and from the staging level for one block product (a systolic array's
+    edge traffic, less its partial sums where the chip file gives an ``[accumulator]`` to hold them)."""
     unit = chip.matrix
     if unit.kind == "vector":
         return (m * k + k * n) * dtype_bytes + m * n * ACC_BYTES
@@ -49,8 +51,11 @@ def step_operand_bytes(chip: Chip, dtype_bytes: float, m: int, k: int, n: int) -
         # Each warp group loads its operand fragments from shared memory once per block step and
         # accumulates in registers: A and B blocks are each read once (register reuse assumed ideal).
         return (m * k + k * n) * dtype_bytes
-    dataflow = unit.dataflow
-    return float(sum(array_operand_bytes(dataflow, m, k, n, unit.rows, unit.cols, dtype_bytes, ACC_BYTES).values()))
+    edges = array_operand_bytes(unit.dataflow, m, k, n, unit.rows, unit.cols, dtype_bytes, ACC_BYTES)
+    if chip.accumulator is not None:
+        # Partial sums accumulate in the chip's accumulator store (Trainium's PSUM), not the staging memory.
+        edges.pop("out_partial")
+    return float(sum(edges.values()))
 
 
 def exp_cycles(chip: Chip, exps: float) -> float:

@@ -7,7 +7,7 @@ each step actually ran with (the decode kernel's bytes depend on them).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import Callable
 
 import jax
@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from accelsim.chips import Chip
+from accelsim.cost.result import Cost
 from accelsim.dtypes import canonical_dtype
 from accelsim.errors import AccelsimError
 from accelsim.models.capacity import Capacity, interconnect_seconds, plan_capacity
@@ -29,26 +30,35 @@ JAX_DTYPES = {"f32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16, "fp
               "int8": jnp.int8, "int4": jnp.int4}
 
 
-@dataclass
+@dataclass(frozen=True)
 class OpRow:
-    """One op of a phase: summed over its calls (per run), with ``calls`` and the op's share of layers."""
+    """One op of a phase: its records summed over their calls (per run), and whether it runs once per layer."""
 
     name: str
-    calls: float
-    bytes_per_level: dict[str, float]
-    flops: float
-    time_s: float
-    bound: str
+    cost: Cost
     per_layer: bool
 
+    def __getattr__(self, attribute: str):  # calls, bytes_per_level, flops, time_s, bound read through
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        return getattr(self.cost, attribute)
 
-@dataclass
+
+@dataclass(frozen=True)
 class PhaseCost:
-    time_s: float
-    bytes_per_level: dict[str, float]
-    flops: float
-    bound: str
-    ops: list[OpRow] = field(default_factory=list)
+    """A phase (prefill, one decode step): its total cost and its ops, costliest first."""
+
+    cost: Cost = Cost()
+    ops: tuple[OpRow, ...] = ()
+
+    def __getattr__(self, attribute: str):  # time_s, bytes_per_level, flops, bound read through
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        return getattr(self.cost, attribute)
+
+    def to_dict(self) -> dict:
+        return {**self.cost.to_dict(),
+                "ops": [{"name": r.name, "per_layer": r.per_layer, **r.cost.to_dict()} for r in self.ops]}
 
 
 @dataclass
@@ -70,9 +80,10 @@ class RunCost:
     decode: PhaseCost  # the last decode step
 
     def to_dict(self) -> dict:
-        from dataclasses import asdict
-
-        return asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["capacity"] = self.capacity.to_dict()
+        out["prefill"], out["decode"] = self.prefill.to_dict(), self.decode.to_dict()
+        return out
 
 
 def _op_name(cost: OpCost) -> str:
@@ -86,26 +97,13 @@ def _op_name(cost: OpCost) -> str:
 
 def summarise(costs: list[OpCost], num_layers: int) -> PhaseCost:
     """Group priced records into ops; records inside the layer scan ran ``num_layers`` times."""
-    rows: dict[str, OpRow] = {}
-    for cost in costs:
-        name = _op_name(cost)
-        row = rows.get(name)
-        if row is None:
-            row = rows[name] = OpRow(name, 0.0, {}, 0.0, 0.0, cost.bound, per_layer=cost.calls >= num_layers)
-        row.calls += cost.calls
-        row.flops += cost.flops
-        row.time_s += cost.time_s
-        for level, value in cost.bytes_per_level.items():
-            row.bytes_per_level[level] = row.bytes_per_level.get(level, 0.0) + value
-    levels: dict[str, float] = {}
-    time_by_bound: dict[str, float] = {}
-    for cost in costs:
-        for level, value in cost.bytes_per_level.items():
-            levels[level] = levels.get(level, 0.0) + value
-        time_by_bound[cost.bound] = time_by_bound.get(cost.bound, 0.0) + cost.time_s
-    ordered = sorted(rows.values(), key=lambda r: -r.time_s)
-    return PhaseCost(sum(c.time_s for c in costs), levels, sum(c.flops for c in costs),
-                     max(time_by_bound, key=time_by_bound.get) if time_by_bound else "none", ordered)
+    grouped: dict[str, Cost] = {}
+    for op in costs:
+        name = _op_name(op)
+        grouped[name] = grouped.get(name, Cost()) + op.cost
+    rows = sorted((OpRow(name, cost, cost.calls >= num_layers) for name, cost in grouped.items()),
+                  key=lambda r: -r.cost.time_s)
+    return PhaseCost(sum(grouped.values(), Cost()), tuple(rows))
 
 
 class ModelTracer:
@@ -160,7 +158,7 @@ def cost_run(config: LlamaConfig, chip: Chip, batch: int, prompt_len: int, decod
         last = summarise(tracer.decode_costs(lengths), config.num_layers)
         steps.append(last.time_s / shard + link_decode)
     if last is None:
-        last = PhaseCost(0.0, {}, 0.0, "none")
+        last = PhaseCost()
     tpot = float(np.mean(steps)) if steps else 0.0
     per_user = 1.0 / tpot if tpot else 0.0
     limit = last.bound if steps else pre.bound

@@ -5,13 +5,11 @@ from __future__ import annotations
 from accelsim.chips import Chip
 from accelsim.models.config import LlamaConfig
 from accelsim.models.llama import ModelBlocks, expected_experts_touched
-from accelsim.tiling import plan_matmul
-from accelsim.tiling.attention import plan_attention
-from accelsim.tiling.decode import plan_decode
+from accelsim.ops import get_op
 
 
 def _mm(m: int, k: int, n: int, chip: Chip, dtype: str) -> tuple[int, int, int]:
-    blocks = plan_matmul(m, k, n, chip, dtype).blocks
+    blocks = get_op("matmul").plan({"M": m, "K": k, "N": n}, chip, dtype).blocks
     return blocks["bm"], blocks["bn"], blocks["bk"]
 
 
@@ -34,11 +32,13 @@ def model_blocks(config: LlamaConfig, tokens: int, chip: Chip, dtype: str, *, ba
     attention = (64, 64)
     decode_kv, decode_splits = 64, 1
     if phase == "prefill":
-        blocks = plan_attention(batch, c.num_heads, c.num_kv_heads, seq, seq, c.head_dim, True, chip, dtype).blocks
+        shape = dict(batch=batch, heads=c.num_heads, kv_heads=c.num_kv_heads, q_len=seq, kv_len=seq,
+                     head_dim=c.head_dim, causal=1)
+        blocks = get_op("attention").plan(shape, chip, dtype).blocks
         attention = (blocks["block_q"], blocks["block_kv"])
     else:
-        blocks = plan_decode([cache_len] * batch, c.num_heads, c.num_kv_heads, c.head_dim, cache_len, chip,
-                             dtype).blocks
+        shape = dict(batch=batch, heads=c.num_heads, kv_heads=c.num_kv_heads, context=cache_len, head_dim=c.head_dim)
+        blocks = get_op("decode").plan(shape, chip, dtype).blocks
         decode_kv, decode_splits = blocks["block_kv"], blocks["splits"]
     head_rows = batch if phase == "prefill" else tokens  # prefill computes logits of the last position only
     return ModelBlocks(

@@ -1,41 +1,15 @@
-"""Block-shape rules per chip family: which block sizes a kernel may use on that chip."""
+"""Block-shape rules: which block sizes a kernel may use on a chip, as its chip file states them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from accelsim.chips.spec import BlockRule, Chip
 
-from accelsim.chips.spec import Chip
-
-
-@dataclass(frozen=True)
-class BlockRule:
-    """A block's last dim must be a multiple of ``lane`` and its second-to-last of ``sublane``,
-    unless the block spans the whole array dim; ``power_of_two`` blocks only (Triton)."""
-
-    sublane: int
-    lane: int
-    power_of_two: bool
-    source: str
-    register_accumulator_bytes: int = 0  # >0: the f32 accumulator lives in registers, up to this size
-
-
-TPU_RULE = BlockRule(8, 128, False, "Pallas TPU docs, 'Blocks': last two block dims divisible by 8 and 128, or equal to the array's")
-GPU_RULE = BlockRule(
-    16, 16, True,
-    "Pallas GPU (Triton) lowering: block dims are powers of two; wgmma k-step is 16. Accumulators live in "
-    "registers: 64K 32-bit registers per SM (Hopper and Ampere whitepapers); we assume at most half hold them",
-    register_accumulator_bytes=128 * 1024,
-)
-FREE_RULE = BlockRule(8, 8, False, "no vendor block rule modelled: blocks are multiples of 8 (or the whole dim)")
+__all__ = ["BlockRule", "block_rule", "check_block", "legal_sizes"]
 
 
 def block_rule(chip: Chip) -> BlockRule:
-    """The block rule of a chip family (TPU Mosaic, GPU Triton, or none)."""
-    if chip.vendor.lower() == "google":
-        return TPU_RULE
-    if chip.architecture == "gpu":
-        return GPU_RULE
-    return FREE_RULE
+    """The chip's block rule (its chip file's ``[block_rule]`` and ``[accumulator]``, or the stated default)."""
+    return chip.block_rule
 
 
 def legal_sizes(dim: int, multiple: int, power_of_two: bool, cap: int = 4096) -> list[int]:

@@ -21,6 +21,7 @@ import numpy as np
 from accelsim.chips.spec import Chip
 from accelsim.cost.blocks import BlockStream, grid_axes
 from accelsim.cost.cache import level_bytes, main_bytes_on_chip
+from accelsim.cost.footprint import footprint
 from accelsim.cost.compute import ACC_BYTES, exp_cycles, step_cycles, step_operand_bytes, waves
 from accelsim.cost.timing import mbu, mfu, overlap
 from accelsim.dtypes import canonical_dtype, dtype_bytes
@@ -28,6 +29,7 @@ from accelsim.errors import AccelsimError
 from accelsim.tiling.alignment import block_rule, legal_sizes
 from accelsim.tiling.matmul import check_dims, pick_fastest, plan_matmul
 from accelsim.tiling.plan import Plan
+from kernels.attention import flash_specs
 
 
 def check_heads(heads: int, kv_heads: int) -> int:
@@ -95,20 +97,15 @@ def plan_attention(batch: int, heads: int, kv_heads: int, q_len: int, kv_len: in
     shape = dict(batch=batch, heads=heads, kv_heads=kv_heads, q_len=q_len, kv_len=kv_len, head_dim=head_dim)
     if blocks is not None:
         return _flash_plan(chip, dtype, shape, group, causal, blocks["block_q"], blocks["block_kv"])
-    in_b = dtype_bytes(dtype)
     rule = block_rule(chip)
     capacity = chip.staging_memory.capacity_bytes
     plans = []
     for bq in _score_block_candidates(chip, q_len):
         for bkv in _score_block_candidates(chip, kv_len):
-            rows = group * bq
-            need = (4 * rows * head_dim + 4 * bkv * head_dim) * in_b + rows * bkv * ACC_BYTES + 2 * rows * ACC_BYTES
-            if rule.register_accumulator_bytes:
-                if rows * head_dim * ACC_BYTES > rule.register_accumulator_bytes:
-                    continue
-            else:
-                need += rows * head_dim * ACC_BYTES
-            if need <= capacity:
+            specs = flash_specs(batch, heads, kv_heads, q_len, kv_len, head_dim, causal=causal, block_q=bq,
+                                block_kv=bkv, dtype=dtype)
+            scores = group * bq * bkv * ACC_BYTES  # the S tile of one step, held while P V runs
+            if footprint(specs, rule.register_accumulator_bytes, scores) <= capacity:
                 plans.append(_flash_plan(chip, dtype, shape, group, causal, bq, bkv))
     best = pick_fastest(plans)
     if best is None:  # even the smallest blocks overflow one unit's memory (a 48 KiB Cerebras PE, say)

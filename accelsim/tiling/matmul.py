@@ -13,12 +13,14 @@ import math
 from accelsim.chips.spec import Chip
 from accelsim.cost.blocks import BlockStream, grid_axes
 from accelsim.cost.cache import level_bytes, main_bytes_on_chip
-from accelsim.cost.compute import ACC_BYTES, step_cycles, step_operand_bytes, waves
+from accelsim.cost.compute import step_cycles, step_operand_bytes, waves
+from accelsim.cost.footprint import footprint
 from accelsim.cost.timing import mbu, mfu, overlap
 from accelsim.dtypes import canonical_dtype, dtype_bytes
 from accelsim.errors import AccelsimError
 from accelsim.tiling.alignment import block_rule, check_block, legal_sizes
 from accelsim.tiling.plan import Plan
+from kernels.matmul import matmul_specs
 
 
 def check_dims(**dims: int) -> None:
@@ -44,13 +46,6 @@ def main_level_bytes(m: int, k: int, n: int, bm: int, bn: int, bk: int, in_bytes
     a_passes = gn if gk > 1 else 1
     b_passes = gm if (gk > 1 or gn > 1) else 1
     return {"a": m * k * in_bytes * a_passes, "b": k * n * in_bytes * b_passes, "c": m * n * out_bytes}
-
-
-def staging_bytes_needed(bm: int, bn: int, bk: int, in_bytes: float, out_bytes: float,
-                         accumulator_in_staging: bool = True) -> float:
-    """Double-buffered A and B blocks, a double-buffered output block and (unless in registers) the f32 accumulator."""
-    acc = bm * bn * ACC_BYTES if accumulator_in_staging else 0
-    return 2 * (bm * bk + bk * bn) * in_bytes + acc + 2 * bm * bn * out_bytes
 
 
 def matmul_streams(m: int, k: int, n: int, bm: int, bn: int, bk: int, in_bytes: float,
@@ -103,18 +98,15 @@ def pick_fastest(plans: list[Plan]) -> Plan | None:
 def candidate_blocks(m: int, k: int, n: int, chip: Chip, dtype: str, out_dtype: str) -> list[tuple[int, int, int]]:
     """Every (bm, bn, bk) that obeys the chip's block rule and fits its staging memory."""
     rule = block_rule(chip)
-    in_b, out_b = dtype_bytes(dtype), dtype_bytes(out_dtype)
     capacity = chip.staging_memory.capacity_bytes
-    in_registers = rule.register_accumulator_bytes > 0
     out = []
     for bm, bn, bk in itertools.product(legal_sizes(m, rule.sublane, rule.power_of_two),
                                         legal_sizes(n, rule.lane, rule.power_of_two),
                                         legal_sizes(k, rule.lane, rule.power_of_two)):
         legal = (check_block(rule, (bm, bk), (m, k)) and check_block(rule, (bk, bn), (k, n))
                  and check_block(rule, (bm, bn), (m, n)))
-        if in_registers and bm * bn * ACC_BYTES > rule.register_accumulator_bytes:
-            continue
-        if legal and staging_bytes_needed(bm, bn, bk, in_b, out_b, not in_registers) <= capacity:
+        specs = matmul_specs(m, k, n, bm=bm, bn=bn, bk=bk, in_dtype=dtype, out_dtype=out_dtype)
+        if legal and footprint(specs, rule.register_accumulator_bytes) <= capacity:
             out.append((bm, bn, bk))
     small_grids = [b for b in out if math.prod(grid_of(m, k, n, *b)) <= MAX_GRID_STEPS]
     return small_grids or out

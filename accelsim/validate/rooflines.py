@@ -6,17 +6,12 @@ from pathlib import Path
 
 from accelsim.chips import Chip
 from accelsim.report.plots import roofline
-from accelsim.tiling import plan_matmul
-from accelsim.tiling.attention import plan_attention
-from accelsim.tiling.decode import plan_decode
-from accelsim.validate.suite import ATTENTION_SHAPES, DECODE_SHAPES, MATMUL_SIZES
+from accelsim.ops import all_ops
 
 
 def suite_points(chip: Chip, dtype: str = "bf16") -> list[dict]:
-    """(FLOPs, main bytes, time) of each suite op as planned on ``chip``."""
-    plans = [(f"mm {m}x{k}x{n}", plan_matmul(m, k, n, chip, dtype)) for m, k, n in MATMUL_SIZES]
-    plans += [(f"attn S{s} D{d}", plan_attention(b, h, g, s, s, d, True, chip, dtype)) for b, h, g, s, d in ATTENTION_SHAPES]
-    plans += [(f"dec L{l} B{b}", plan_decode([l] * b, h, g, d, l, chip, dtype)) for b, h, g, l, d in DECODE_SHAPES]
+    """(FLOPs, main bytes, time) of every registered op's suite shapes as planned on ``chip``."""
+    plans = [(op.label(shape), op.plan(shape, chip, dtype)) for op in all_ops() for shape in op.suite_shapes]
     return [{"label": label, "flops": p.flops, "bytes": p.main_bytes, "time_s": p.time_s} for label, p in plans]
 
 

@@ -14,21 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from accelsim.chips import Chip
+from accelsim.ops import all_ops
 from accelsim.trace.price import price_workload
 from accelsim.trace.workload import trace_workload
 from accelsim.validate.harness import CaseResult, Suite
 from accelsim.validate.timing import median_time
-from kernels.attention import flash_attention
-from kernels.decode import KVCache, decode_reference, decode_step
-from kernels.matmul import matmul
+from kernels.decode import KVCache
 
-# (name, sizes) per op; quick mode keeps the first entries.
-MATMUL_SIZES = [(1024, 1024, 1024), (2048, 2048, 2048), (512, 4096, 512), (4096, 512, 2048), (256, 256, 256),
-                (3072, 3072, 3072)]
-ATTENTION_SHAPES = [(1, 8, 2, 1024, 64), (1, 8, 2, 2048, 64), (2, 4, 4, 512, 128), (1, 8, 8, 256, 64)]
-DECODE_SHAPES = [(8, 8, 2, 8192, 64), (4, 8, 2, 16384, 64), (16, 16, 4, 2048, 128), (2, 8, 2, 1024, 64)]
 MODEL_PROMPTS = [64, 256]
 MODEL_CONTEXTS = [128, 1024]
+QUICK_SHAPES = 3  # quick mode keeps each op's first suite shapes
 
 
 def _array(seed: int, shape: tuple[int, ...], dtype) -> jax.Array:
@@ -37,39 +32,14 @@ def _array(seed: int, shape: tuple[int, ...], dtype) -> jax.Array:
 
 def build_suite(chip: Chip, dtype: str = "f32", quick: bool = False, with_model: bool = True,
                 progress: Callable[[str], None] = lambda m: None) -> Suite:
-    """Cases for ``chip``: our kernels with the chip's plan, and XLA's own ops."""
-    from accelsim.tiling import plan_matmul
-    from accelsim.tiling.attention import plan_attention
-    from accelsim.tiling.decode import plan_decode
-
-    jdt = jnp.float32 if dtype == "f32" else jnp.bfloat16
+    """Cases for ``chip``: every registered op's kernel with the chip's plan, and XLA's own op."""
     suite = Suite()
-    take = (lambda xs: xs[:3]) if quick else (lambda xs: xs)
-    xla_dot = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32).astype(a.dtype))
-    for i, (m, k, n) in enumerate(take(MATMUL_SIZES)):
-        a, b = _array(i, (m, k), jdt), _array(i + 100, (k, n), jdt)
-        blocks = plan_matmul(m, k, n, chip, dtype).blocks
-        suite.add(f"matmul {m}x{k}x{n}", "matmul", "ours", jax.jit(lambda a, b, bl=blocks: matmul(a, b, **bl)), a, b)
-        suite.add(f"matmul {m}x{k}x{n}", "matmul", "xla", xla_dot, a, b)
-    for i, (b, h, g, s, d) in enumerate(take(ATTENTION_SHAPES)):
-        q, kv = _array(i, (b, h, s, d), jdt), _array(i + 1, (b, g, s, d), jdt)
-        blocks = plan_attention(b, h, g, s, s, d, True, chip, dtype).blocks
-        name = f"prefill attention B{b} H{h} G{g} S{s} D{d} causal"
-        suite.add(name, "attention", "ours",
-                  jax.jit(lambda q, k, v, bl=blocks: flash_attention(q, k, v, causal=True, **bl)), q, kv, kv)
-        xla_attention = jax.jit(lambda q, k, v: jax.nn.dot_product_attention(
-            q.transpose(0, 2, 1, 3), k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), is_causal=True))
-        suite.add(name, "attention", "xla", xla_attention, q, kv, kv)
-    for i, (b, h, g, length, d) in enumerate(take(DECODE_SHAPES)):
-        q, new = _array(i, (b, h, d), jdt), _array(i + 1, (b, g, d), jdt)
-        cache = KVCache(_array(i + 2, (b, g, length, d), jdt), _array(i + 3, (b, g, length, d), jdt))
-        lengths = jnp.full((b,), length, jnp.int32)
-        decode_blocks = plan_decode([length] * b, h, g, d, length, chip, dtype).blocks
-        name = f"decode attention B{b} H{h} G{g} L{length} D{d}"
-        suite.add(name, "decode", "ours",
-                  jax.jit(lambda q, kn, vn, c, l, bl=decode_blocks: decode_step(q, kn, vn, c, l, **bl)[0]),
-                  q, new, new, cache, lengths)
-        suite.add(name, "decode", "xla", jax.jit(decode_reference), q, cache.k, cache.v, lengths)
+    for op in all_ops():
+        for i, shape in enumerate(op.suite_shapes[:QUICK_SHAPES] if quick else op.suite_shapes):
+            blocks = op.plan(shape, chip, dtype).blocks
+            suite.add(op.label(shape), op.name, "ours", *op.build(shape, dtype, blocks, seed=i))
+            if op.build_xla is not None:
+                suite.add(op.label(shape), op.name, "xla", *op.build_xla(shape, dtype, seed=i))
     if with_model:
         _add_model_cases(suite, chip, quick, progress)
     return suite

@@ -1,0 +1,163 @@
+"""Timed measurements of the running machine through JAX, and how much work each may do.
+
+Peak matmul FLOP/s (jitted square ``jnp.dot``, warm-up then the median of repeats, best size kept),
+STREAM-triad bandwidth, exponentials per second, and the per-grid-step cost of a Pallas kernel in
+interpret mode (how the host runs our kernels).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import warnings
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from accelsim.errors import AccelsimError
+
+MiB = 1 << 20
+GiB = 1 << 30
+STEP_OPERAND_MIB = (4, 64)
+STEP_COUNT = 16
+
+
+@dataclass(frozen=True)
+class MatmulResult:
+    flops_per_s: float
+    size: int
+    sizes_tried: tuple[int, ...]
+    repeats: int
+
+
+@dataclass(frozen=True)
+class BandwidthResult:
+    bytes_per_s: float
+    working_set_bytes: int
+    repeats: int
+
+
+@dataclass(frozen=True)
+class MeasurementPlan:
+    """How much work each measurement may do (full run < 60 s, quick < 15 s on 2 cores)."""
+
+    cpu_sizes: tuple[int, ...]
+    gpu_sizes: tuple[int, ...]
+    matmul_repeats: int
+    matmul_budget_s: float
+    stream_repeats: int
+    cache_repeats: int
+    stream_cap_bytes: int
+    gpu_stream_cap_bytes: int
+
+
+FULL = MeasurementPlan((1024, 2048, 4096), (2048, 4096, 8192, 16384), 5, 12.0, 7, 15, 2 * GiB, 2 * GiB)
+QUICK = MeasurementPlan((256, 512, 1024), (1024, 2048, 4096), 3, 2.5, 3, 5, 512 * MiB, 512 * MiB)
+
+
+def measure_exp_rate(repeats: int = 3) -> float:
+    """Exponentials per second XLA:CPU computes on an array that stays in cache (8 passes over 1 MiB)."""
+    x = jnp.linspace(-4.0, 4.0, 256 * 1024, dtype=jnp.float32)
+    passes = 8
+    fn = jax.jit(lambda a: jax.lax.fori_loop(0, passes, lambda i, y: jnp.exp(y * 1e-3), a))
+    jax.block_until_ready(fn(x))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(x))
+        times.append(time.perf_counter() - t0)
+    return passes * x.size / statistics.median(times)
+
+
+def measure_step_overhead() -> tuple[float, float]:
+    """(fixed seconds, operand bytes per second) of each extra grid step of a Pallas kernel in interpret
+    mode, which is how the host executes our kernels: interpret mode moves every operand array at every
+    step, so the cost is fitted as fixed + (operand bytes) / rate from two operand sizes."""
+    from jax.experimental import pallas as pl
+
+    def per_step(mib: int) -> tuple[float, float]:
+        rows = mib * MiB // (4 * 1024)
+        x = jnp.ones((rows, 1024), jnp.float32)
+
+        def timed(steps: int) -> float:
+            block = rows // steps
+            call = jax.jit(lambda a: pl.pallas_call(
+                lambda a_ref, o_ref: o_ref.__setitem__(Ellipsis, a_ref[...] + 1.0), grid=(steps,),
+                in_specs=[pl.BlockSpec((block, 1024), lambda i: (i, 0))],
+                out_specs=pl.BlockSpec((block, 1024), lambda i: (i, 0)),
+                out_shape=jax.ShapeDtypeStruct(a.shape, a.dtype), interpret=True)(a))
+            jax.block_until_ready(call(x))
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                jax.block_until_ready(call(x))
+                times.append(time.perf_counter() - t0)
+            return statistics.median(times)
+
+        return 2.0 * mib * MiB, max(0.0, (timed(STEP_COUNT) - timed(1)) / (STEP_COUNT - 1))
+
+    (small_bytes, small), (large_bytes, large) = per_step(STEP_OPERAND_MIB[0]), per_step(STEP_OPERAND_MIB[1])
+    if large <= small:
+        return small, 0.0
+    rate = (large_bytes - small_bytes) / (large - small)
+    return max(0.0, small - small_bytes / rate), rate
+
+
+def measure_matmul(dtype: str, sizes: tuple[int, ...], repeats: int, budget_s: float) -> MatmulResult:
+    """Best over ``sizes`` of the median FLOP/s of a jitted square ``jnp.dot``; larger sizes are skipped
+    when their predicted time would overrun ``budget_s``."""
+    jdtype = {"f32": jnp.float32, "bf16": jnp.bfloat16}[dtype]
+    matmul = jax.jit(jnp.dot)
+    deadline = time.perf_counter() + budget_s
+    best: tuple[float, int] = (0.0, sizes[0])
+    tried: list[int] = []
+    last: tuple[int, float] | None = None
+    for n in sizes:
+        if last is not None:
+            predicted = last[1] * (n / last[0]) ** 3 * (repeats + 2)
+            if time.perf_counter() + predicted > deadline:
+                break
+        a = jnp.full((n, n), 0.5, jdtype).block_until_ready()
+        b = jnp.full((n, n), 0.25, jdtype).block_until_ready()
+        matmul(a, b).block_until_ready()  # compile and warm up
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            matmul(a, b).block_until_ready()
+            times.append(time.perf_counter() - t0)
+            if time.perf_counter() > deadline and len(times) >= 2:
+                break
+        median = statistics.median(times)
+        tried.append(n)
+        last = (n, median)
+        rate = 2.0 * n ** 3 / median
+        if rate > best[0]:
+            best = (rate, n)
+        del a, b
+    if best[0] <= 0:
+        raise AccelsimError(f"calibrate: could not time a {dtype} matmul")
+    return MatmulResult(best[0], best[1], tuple(tried), repeats)
+
+
+def measure_triad(working_set_bytes: int, repeats: int, fresh_output: bool = True) -> BandwidthResult:
+    """STREAM triad ``c = a + s * b`` on two f32 arrays totalling ``working_set_bytes``; counts 3 arrays of
+    traffic per pass (read a, read b, write c) and keeps the best pass, as STREAM does.
+
+    ``fresh_output``: each pass writes a new buffer, as every XLA op does, so where the OS faults new pages
+    in slowly (as on this kind of VM) that cost is in the figure; used for main memory. Otherwise ``a`` is
+    donated and overwritten in place: a cache-resident working set is not faulted in again."""
+    n = max(1024, working_set_bytes // 8)
+    triad = jax.jit(lambda a, b: a + jnp.float32(1.0000001) * b, donate_argnums=() if fresh_output else 0)
+    a = jnp.full((n,), 1.0, jnp.float32).block_until_ready()
+    b = jnp.full((n,), 0.5, jnp.float32).block_until_ready()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # backends without donation warn and copy instead
+        a = triad(a, b).block_until_ready()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            a = triad(a, b).block_until_ready()
+            times.append(time.perf_counter() - t0)
+    del a, b
+    return BandwidthResult(3 * 4 * n / min(times), 8 * n, repeats)
