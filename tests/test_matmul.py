@@ -103,3 +103,14 @@ def test_dtype_without_a_figure():
     chip = load_chip("h100-sxm")
     with pytest.raises(AccelsimError, match="no dense int4"):
         plan_matmul(64, 64, 64, chip, "int4")
+
+
+def test_matmul_whose_a_alone_exceeds_a_chip_splits_rows_and_reports_chips():
+    chip = load_chip("groq-lpu")
+    plan = plan_matmul(8192, 16384, 4096, chip, "bf16")
+    # By hand: A = 8192*16384*2 = 268,435,456 B > 230,686,720 B (one LPU), so A's rows are split into groups
+    # holding at most half a chip: ceil(268,435,456 / 115,343,360) = 3 groups of 2731 rows (89,489,408 B).
+    # Each group's B + C share = 16384*4096*2 + 2731*4096*2 = 156,590,080 B over 230,686,720 - 89,489,408 =
+    # 141,197,312 B per chip: 2 column groups. 3 x 2 = 6 chips.
+    assert plan.chips_needed == 6
+    assert plan.flops == 2 * 8192 * 16384 * 4096

@@ -27,7 +27,7 @@ from accelsim.cost.timing import mbu, mfu, overlap
 from accelsim.dtypes import canonical_dtype, dtype_bytes
 from accelsim.errors import AccelsimError
 from accelsim.tiling.alignment import block_rule, legal_sizes
-from accelsim.tiling.matmul import check_dims, pick_fastest, plan_matmul
+from accelsim.tiling.matmul import MAX_GRID_STEPS, check_dims, pick_fastest, plan_matmul
 from accelsim.tiling.plan import Plan
 from kernels.attention import flash_specs
 
@@ -99,17 +99,19 @@ def plan_attention(batch: int, heads: int, kv_heads: int, q_len: int, kv_len: in
         return _flash_plan(chip, dtype, shape, group, causal, blocks["block_q"], blocks["block_kv"])
     rule = block_rule(chip)
     capacity = chip.staging_memory.capacity_bytes
-    plans = []
-    for bq in _score_block_candidates(chip, q_len):
-        for bkv in _score_block_candidates(chip, kv_len):
-            specs = flash_specs(batch, heads, kv_heads, q_len, kv_len, head_dim, causal=causal, block_q=bq,
-                                block_kv=bkv, dtype=dtype)
-            scores = group * bq * bkv * ACC_BYTES  # the S tile of one step, held while P V runs
-            if footprint(specs, rule.register_accumulator_bytes, scores) <= capacity:
-                plans.append(_flash_plan(chip, dtype, shape, group, causal, bq, bkv))
+    pairs = [(bq, bkv) for bq in _score_block_candidates(chip, q_len) for bkv in _score_block_candidates(chip, kv_len)]
+    steps = {p: batch * kv_heads * math.ceil(q_len / p[0]) * math.ceil(kv_len / p[1]) for p in pairs}
+    cap = max(MAX_GRID_STEPS, min(steps.values()))  # no sensible schedule has more; also bounds counting it
+    held = {}
+    for bq, bkv in (p for p in pairs if steps[p] <= cap):
+        specs = flash_specs(batch, heads, kv_heads, q_len, kv_len, head_dim, causal=causal, block_q=bq,
+                            block_kv=bkv, dtype=dtype)
+        held[(bq, bkv)] = footprint(specs, rule.register_accumulator_bytes, group * bq * bkv * ACC_BYTES)  # + S tile
+    plans = [_flash_plan(chip, dtype, shape, group, causal, bq, bkv) for (bq, bkv), need in held.items()
+             if need <= capacity]
     best = pick_fastest(plans)
     if best is None:  # even the smallest blocks overflow one unit's memory (a 48 KiB Cerebras PE, say)
-        bq, bkv = _score_block_candidates(chip, q_len)[0], _score_block_candidates(chip, kv_len)[0]
+        bq, bkv = min(held, key=lambda p: (held[p], steps[p]))
         best = _flash_plan(chip, dtype, shape, group, causal, bq, bkv)
         note = (f"the smallest blocks ({bq}x{bkv}, {group} heads per kv head) exceed one unit's "
                 f"{chip.staging_memory.name} ({chip.staging_memory.capacity_bytes:.0f} B): assumed to span neighbouring units")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 
 from accelsim.chips.spec import Chip
 from accelsim.cost.blocks import BlockStream, grid_axes
@@ -65,12 +66,11 @@ def plan_matmul(m: int, k: int, n: int, chip: Chip, dtype: str = "bf16", out_dty
     dtype = canonical_dtype(dtype)
     out_dtype = canonical_dtype(out_dtype or dtype)
     chip.peak_flops(dtype)  # a one-line error if the chip has no figure for this dtype
-    chips_needed, shard_n, link_bytes = _shard_over_chips(m, k, n, chip, dtype, out_dtype)
+    shard = _shard_over_chips(m, k, n, chip, dtype, out_dtype)
     if blocks is not None:
-        return _evaluate(m, k, shard_n, chip, dtype, out_dtype, blocks["bm"], blocks["bn"], blocks["bk"],
-                         chips_needed, link_bytes, n)
-    plans = [_evaluate(m, k, shard_n, chip, dtype, out_dtype, bm, bn, bk, chips_needed, link_bytes, n)
-             for bm, bn, bk in candidate_blocks(m, k, shard_n, chip, dtype, out_dtype)]
+        return _evaluate(shard, chip, dtype, out_dtype, blocks["bm"], blocks["bn"], blocks["bk"], (m, k, n))
+    plans = [_evaluate(shard, chip, dtype, out_dtype, bm, bn, bk, (m, k, n))
+             for bm, bn, bk in candidate_blocks(shard.m, k, shard.n, chip, dtype, out_dtype)]
     best = pick_fastest(plans)
     if best is None:
         raise AccelsimError(
@@ -112,8 +112,11 @@ def candidate_blocks(m: int, k: int, n: int, chip: Chip, dtype: str, out_dtype: 
     return small_grids or out
 
 
-def _evaluate(m: int, k: int, n: int, chip: Chip, dtype: str, out_dtype: str, bm: int, bn: int, bk: int,
-              chips_needed: int, link_bytes: float, full_n: int) -> Plan:
+def _evaluate(shard: "Shard", chip: Chip, dtype: str, out_dtype: str, bm: int, bn: int, bk: int,
+              full: tuple[int, int, int]) -> Plan:
+    """The plan of one chip's share ``shard`` of the (M, K, N) = ``full`` matmul with (bm, bn, bk) blocks."""
+    m, k, n = shard.m, full[1], shard.n
+    chips_needed, link_bytes = shard.chips, shard.link_bytes
     in_b, out_b = dtype_bytes(dtype), dtype_bytes(out_dtype)
     gm, gn, gk = grid_of(m, k, n, bm, bn, bk)
     steps = gm * gn * gk
@@ -127,13 +130,15 @@ def _evaluate(m: int, k: int, n: int, chip: Chip, dtype: str, out_dtype: str, bm
     epilogue = (m - (gm - 1) * bm) * (n - (gn - 1) * bn) * out_b
     timing = overlap(chip, compute, bytes_per_level, prologue, epilogue, link_bytes, grid_steps=steps,
                      operand_bytes=(m * k + k * n) * in_b + m * n * out_b)
-    flops = 2.0 * m * full_n * k
+    flops = 2.0 * full[0] * full[2] * k
     notes = ()
     if chips_needed > 1:
-        notes = (f"operands exceed one chip's {chip.main_memory.name}: N split over {chips_needed} chips, "
-                 f"A all-gathered over {chip.links[0].name if chip.links else 'no modelled link'}",)
+        rows = f"M split {shard.row_groups} ways, " if shard.row_groups > 1 else ""
+        notes = (f"operands exceed one chip's {chip.main_memory.name}: {rows}N split over "
+                 f"{chips_needed // shard.row_groups} chips, A all-gathered over "
+                 f"{chip.links[0].name if chip.links else 'no modelled link'}",)
     return Plan(
-        op="matmul", chip=chip.name, dtype=dtype, shape={"M": m, "K": k, "N": full_n},
+        op="matmul", chip=chip.name, dtype=dtype, shape={"M": full[0], "K": k, "N": full[2]},
         blocks={"bm": bm, "bn": bn, "bk": bk}, grid=(gm, gn, gk), bytes_per_level=bytes_per_level,
         compulsory_bytes=(m * k + k * n) * in_b + m * n * out_b, flops=flops,
         executed_flops=2.0 * steps * bm * bn * bk, compute_cycles=timing.compute_cycles,
@@ -144,19 +149,32 @@ def _evaluate(m: int, k: int, n: int, chip: Chip, dtype: str, out_dtype: str, bm
     )
 
 
-def _shard_over_chips(m: int, k: int, n: int, chip: Chip, dtype: str, out_dtype: str) -> tuple[int, int, float]:
-    """Chips needed when A, B and C exceed one chip's main memory; N is split, A is replicated."""
+@dataclass(frozen=True)
+class Shard:
+    """One chip's share of a matmul too large for one chip: rows ``m`` of A and columns ``n`` of B,
+    ``chips`` = row groups x column groups, and the bytes of A each chip receives over the links."""
+
+    m: int
+    n: int
+    chips: int
+    row_groups: int
+    link_bytes: float
+
+
+def _shard_over_chips(m: int, k: int, n: int, chip: Chip, dtype: str, out_dtype: str) -> Shard:
+    """Chips needed when A, B and C exceed one chip's main memory: N is split with A replicated; when A
+    alone does not fit a chip, its rows are split first, into groups whose share fills half a chip."""
     in_b, out_b = dtype_bytes(dtype), dtype_bytes(out_dtype)
     capacity = chip.main_memory.total_capacity_bytes
-    replicated = m * k * in_b
-    split = k * n * in_b + m * n * out_b
-    if replicated + split <= capacity:
-        return 1, n, 0.0
-    if replicated >= capacity:
-        raise AccelsimError(
-            f"A ({m}x{k} {dtype}, {replicated / 1e9:.1f} GB) alone exceeds {chip.name}'s "
-            f"{chip.main_memory.name} ({capacity / 1e9:.1f} GB): splitting N cannot make it fit")
-    chips = math.ceil(split / (capacity - replicated))
+    if (m * k + k * n) * in_b + m * n * out_b <= capacity:
+        return Shard(m, n, 1, 1, 0.0)
     if not chip.links:
-        raise AccelsimError(f"{chip.name} needs {chips} chips for this matmul but its file lists no chip-to-chip link")
-    return chips, math.ceil(n / chips), replicated * (chips - 1) / chips
+        raise AccelsimError(f"{chip.name} needs several chips for a {m}x{k}x{n} matmul but its file lists no "
+                            "chip-to-chip link")
+    row_groups = 1 if m * k * in_b < capacity else math.ceil(m * k * in_b / (capacity / 2))
+    rows = math.ceil(m / row_groups)
+    replicated = rows * k * in_b
+    split = k * n * in_b + rows * n * out_b
+    columns = max(1, math.ceil(split / (capacity - replicated)))
+    return Shard(rows, math.ceil(n / columns), row_groups * columns, row_groups,
+                 replicated * (columns - 1) / columns)
