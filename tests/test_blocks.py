@@ -100,3 +100,25 @@ def test_a_grid_too_large_to_evaluate_is_a_one_line_error():
     with pytest.raises(AccelsimError, match="over the limit"):
         _dense_wave_misses(stream, 4)
     assert math.prod(grid) > 1 << 26
+
+
+def test_shape_values_check_themselves_and_name_both_sides():
+    from accelsim.shapes import AttentionShape, MatmulShape, same
+
+    with pytest.raises(AccelsimError, match=r"MatmulShape.K must be a positive integer \(got 0\)"):
+        MatmulShape(4, 0, 4)
+    with pytest.raises(AccelsimError, match=r"kv heads \(3\) must divide query heads \(8\)"):
+        AttentionShape(1, 8, 3, 16, 16, 64)
+    with pytest.raises(AccelsimError, match=r"k and v shapes differ: k \(1, 2\) vs v \(1, 3\)"):
+        same("k and v shapes", "k", (1, 2), "v", (1, 3))
+
+
+def test_costs_add_and_scale():
+    from accelsim.cost.result import Cost
+
+    a = Cost.of("hbm", 2.0, bytes_per_level={"hbm": 10.0}, flops=4.0, calls=1.0)
+    b = Cost.of("compute", 3.0, bytes_per_level={"hbm": 1.0, "l2": 5.0}, flops=6.0, calls=1.0)
+    total = sum([a, b * 2])
+    assert total.time_s == 2.0 + 6.0 and total.flops == 4.0 + 12.0 and total.calls == 3.0
+    assert total.bytes_per_level == {"hbm": 12.0, "l2": 10.0}
+    assert total.bound == "compute"  # 6 s of the 8 s are compute-bound

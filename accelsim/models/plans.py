@@ -6,10 +6,11 @@ from accelsim.chips import Chip
 from accelsim.models.config import LlamaConfig
 from accelsim.models.llama import ModelBlocks, expected_experts_touched
 from accelsim.ops import get_op
+from accelsim.shapes import AttentionShape, DecodeShape, MatmulShape
 
 
 def _mm(m: int, k: int, n: int, chip: Chip, dtype: str) -> tuple[int, int, int]:
-    blocks = get_op("matmul").plan({"M": m, "K": k, "N": n}, chip, dtype).blocks
+    blocks = get_op("matmul").plan(MatmulShape(m, k, n), chip, dtype).blocks
     return blocks["bm"], blocks["bn"], blocks["bk"]
 
 
@@ -32,12 +33,11 @@ def model_blocks(config: LlamaConfig, tokens: int, chip: Chip, dtype: str, *, ba
     attention = (64, 64)
     decode_kv, decode_splits = 64, 1
     if phase == "prefill":
-        shape = dict(batch=batch, heads=c.num_heads, kv_heads=c.num_kv_heads, q_len=seq, kv_len=seq,
-                     head_dim=c.head_dim, causal=1)
+        shape = AttentionShape(batch, c.num_heads, c.num_kv_heads, seq, seq, c.head_dim, causal=True)
         blocks = get_op("attention").plan(shape, chip, dtype).blocks
         attention = (blocks["block_q"], blocks["block_kv"])
     else:
-        shape = dict(batch=batch, heads=c.num_heads, kv_heads=c.num_kv_heads, context=cache_len, head_dim=c.head_dim)
+        shape = DecodeShape(batch, c.num_heads, c.num_kv_heads, cache_len, c.head_dim)
         blocks = get_op("decode").plan(shape, chip, dtype).blocks
         decode_kv, decode_splits = blocks["block_kv"], blocks["splits"]
     head_rows = batch if phase == "prefill" else tokens  # prefill computes logits of the last position only

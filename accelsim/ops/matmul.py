@@ -5,32 +5,33 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from accelsim.ops.registry import Op, Shape, normal_array, register
+from accelsim.ops.registry import Op, normal_array, register
+from accelsim.shapes import MatmulShape
 from accelsim.tiling.matmul import plan_matmul
 from kernels.matmul import matmul
 
 
-def _plan(shape: Shape, chip, dtype: str, blocks: dict | None = None):
-    return plan_matmul(shape["M"], shape["K"], shape["N"], chip, dtype, blocks=blocks)
+def _plan(shape: MatmulShape, chip, dtype: str, blocks: dict | None = None):
+    return plan_matmul(shape.M, shape.K, shape.N, chip, dtype, blocks=blocks)
 
 
-def _inputs(shape: Shape, dtype: str, seed: int):
-    return normal_array(seed, (shape["M"], shape["K"]), dtype), normal_array(seed + 100, (shape["K"], shape["N"]), dtype)
+def _inputs(shape: MatmulShape, dtype: str, seed: int):
+    return normal_array(seed, (shape.M, shape.K), dtype), normal_array(seed + 100, (shape.K, shape.N), dtype)
 
 
-def _build(shape: Shape, dtype: str, blocks: dict, seed: int = 0):
+def _build(shape: MatmulShape, dtype: str, blocks: dict, seed: int = 0):
     return jax.jit(lambda a, b: matmul(a, b, **blocks)), _inputs(shape, dtype, seed)
 
 
-def _build_xla(shape: Shape, dtype: str, seed: int = 0):
+def _build_xla(shape: MatmulShape, dtype: str, seed: int = 0):
     dot = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32).astype(a.dtype))
     return dot, _inputs(shape, dtype, seed)
 
 
 MATMUL = register(Op(
     name="matmul", kernel_names=("accelsim_matmul", "accelsim_matmul_gpu"), plan=_plan, build=_build,
-    build_xla=_build_xla, label=lambda s: f"matmul {s['M']}x{s['K']}x{s['N']}",
-    suite_shapes=tuple({"M": m, "K": k, "N": n} for m, k, n in [
+    build_xla=_build_xla, label=lambda s: f"matmul {s.M}x{s.K}x{s.N}",
+    suite_shapes=tuple(MatmulShape(m, k, n) for m, k, n in [
         (1024, 1024, 1024), (2048, 2048, 2048), (512, 4096, 512), (4096, 512, 2048), (256, 256, 256),
         (3072, 3072, 3072)]),
 ))

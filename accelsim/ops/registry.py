@@ -11,16 +11,15 @@ module per op, one ``register`` call.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from accelsim.errors import AccelsimError
-
-Shape = Mapping[str, int]
+from accelsim.shapes import Dims
 
 
 @dataclass(frozen=True)
 class Op:
-    """One kernel op. ``plan(shape, chip, dtype, blocks=None) -> Plan``; ``build(shape, dtype, blocks, seed)
+    """One kernel op over a frozen shape value (``accelsim.shapes``). ``plan(shape, chip, dtype, blocks=None) -> Plan``; ``build(shape, dtype, blocks, seed)
     -> (fn, args)`` runs our kernel; ``build_xla(shape, dtype, seed) -> (fn, args)`` runs XLA's own op."""
 
     name: str
@@ -28,8 +27,8 @@ class Op:
     plan: Callable[..., Any]
     build: Callable[..., tuple[Callable, tuple]]
     build_xla: Callable[..., tuple[Callable, tuple]] | None
-    label: Callable[[Shape], str]
-    suite_shapes: tuple[Shape, ...]
+    label: Callable[[Dims], str]
+    suite_shapes: tuple[Dims, ...]
 
 
 _OPS: dict[str, Op] = {}

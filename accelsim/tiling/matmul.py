@@ -19,6 +19,7 @@ from accelsim.cost.footprint import footprint
 from accelsim.cost.timing import mbu, mfu, overlap
 from accelsim.dtypes import canonical_dtype, dtype_bytes
 from accelsim.errors import AccelsimError
+from accelsim.shapes import positive_int
 from accelsim.tiling.alignment import block_rule, check_block, legal_sizes
 from accelsim.tiling.plan import Plan
 from kernels.matmul import matmul_specs
@@ -27,8 +28,7 @@ from kernels.matmul import matmul_specs
 def check_dims(**dims: int) -> None:
     """Reject non-positive or non-integer dimensions with a one-line error naming the argument."""
     for name, value in dims.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise AccelsimError(f"dimension {name} must be a positive integer (got {value!r})")
+        positive_int(f"dimension {name}", value)
 
 
 def grid_of(m: int, k: int, n: int, bm: int, bn: int, bk: int) -> tuple[int, int, int]:
@@ -69,9 +69,11 @@ def plan_matmul(m: int, k: int, n: int, chip: Chip, dtype: str = "bf16", out_dty
     shard = _shard_over_chips(m, k, n, chip, dtype, out_dtype)
     if blocks is not None:
         return _evaluate(shard, chip, dtype, out_dtype, blocks["bm"], blocks["bn"], blocks["bk"], (m, k, n))
-    plans = [_evaluate(shard, chip, dtype, out_dtype, bm, bn, bk, (m, k, n))
-             for bm, bn, bk in candidate_blocks(shard.m, k, shard.n, chip, dtype, out_dtype)]
-    best = pick_fastest(plans)
+    candidates = candidate_blocks(shard.m, k, shard.n, chip, dtype, out_dtype)
+    if chip.cache_levels:
+        best = _fastest_behind_cache(shard, chip, dtype, out_dtype, candidates, (m, k, n))
+    else:
+        best = pick_fastest([_evaluate(shard, chip, dtype, out_dtype, *b, (m, k, n)) for b in candidates])
     if best is None:
         raise AccelsimError(
             f"no legal matmul blocks for {m}x{k}x{n} {dtype} on {chip.name}: "
@@ -112,9 +114,25 @@ def candidate_blocks(m: int, k: int, n: int, chip: Chip, dtype: str, out_dtype: 
     return small_grids or out
 
 
+def _fastest_behind_cache(shard: "Shard", chip: Chip, dtype: str, out_dtype: str,
+                          candidates: list[tuple[int, int, int]], full: tuple[int, int, int]) -> Plan | None:
+    """``pick_fastest`` over the candidates, evaluating the cache model only where it can matter: a plan
+    priced with compulsory main-memory bytes is never slower than with its cache misses, so candidates
+    whose optimistic time is past the near-tie window of the fastest exact plan cannot win."""
+    optimistic = sorted(((_evaluate(shard, chip, dtype, out_dtype, *b, full, perfect_cache=True), b) for b in candidates),
+                        key=lambda pair: pair[0].time_s)
+    exact: list[Plan] = []
+    for bound, blocks in optimistic:
+        if exact and bound.time_s > min(p.time_s for p in exact) * NEAR_TIE:
+            break
+        exact.append(_evaluate(shard, chip, dtype, out_dtype, *blocks, full))
+    return pick_fastest(exact)
+
+
 def _evaluate(shard: "Shard", chip: Chip, dtype: str, out_dtype: str, bm: int, bn: int, bk: int,
-              full: tuple[int, int, int]) -> Plan:
-    """The plan of one chip's share ``shard`` of the (M, K, N) = ``full`` matmul with (bm, bn, bk) blocks."""
+              full: tuple[int, int, int], perfect_cache: bool = False) -> Plan:
+    """The plan of one chip's share ``shard`` of the (M, K, N) = ``full`` matmul with (bm, bn, bk) blocks;
+    ``perfect_cache``: main memory moves only the compulsory bytes (a lower bound on the plan's time)."""
     m, k, n = shard.m, full[1], shard.n
     chips_needed, link_bytes = shard.chips, shard.link_bytes
     in_b, out_b = dtype_bytes(dtype), dtype_bytes(out_dtype)
@@ -123,7 +141,8 @@ def _evaluate(shard: "Shard", chip: Chip, dtype: str, out_dtype: str, bm: int, b
     copies = sum(main_level_bytes(m, k, n, bm, bn, bk, in_b, out_b).values())
     main_total = copies
     if chip.cache_levels:
-        main_total = main_bytes_on_chip(chip, matmul_streams(m, k, n, bm, bn, bk, in_b, out_b))
+        main_total = ((m * k + k * n) * in_b + m * n * out_b if perfect_cache
+                      else main_bytes_on_chip(chip, matmul_streams(m, k, n, bm, bn, bk, in_b, out_b)))
     bytes_per_level = level_bytes(chip, main_total, copies, steps * step_operand_bytes(chip, in_b, bm, bk, bn))
     compute = waves(gm * gn, chip.matrix.count) * gk * step_cycles(chip, dtype, bm, bk, bn)
     prologue = (min(bm, m) * min(bk, k) + min(bk, k) * min(bn, n)) * in_b
