@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from accelsim.errors import AccelsimError
+from accelsim.report.table import csv_tables
 
 COMMANDS = ("demo", "chips", "calibrate", "matmul", "attention", "decode", "run", "estimate", "validate")
 
@@ -15,7 +17,8 @@ class _OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line naming the problem (exit status 2)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        command = self.prog.removeprefix("accelsim").strip()
+        self.exit(2, f"accelsim: error: {command + ': ' if command else ''}{message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,14 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; its exit status (2 for bad input, with one line on stderr and nothing on stdout)."""
     try:
-        return args.handler(args)
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors and --help: argparse has printed its line
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        with csv_tables(getattr(args, "csv", False)):
+            return args.handler(args)
     except AccelsimError as exc:
         print(f"accelsim: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -41,3 +41,10 @@ def dtype_name(dtype) -> str:
     if name not in _ARRAY_DTYPES:
         raise AccelsimError(f"array dtype {name} has no accelsim name: known are {', '.join(sorted(_ARRAY_DTYPES))}")
     return _ARRAY_DTYPES[name]
+
+
+def array_itemsize(dtype) -> float:
+    """Bytes per element of an array dtype as stored packed: 0.5 for int4 and fp4 (numpy holds them in a byte)."""
+    if np.dtype(dtype).name in _ARRAY_DTYPES:
+        return BYTES_PER_ELEMENT[dtype_name(dtype)]
+    return float(np.dtype(dtype).itemsize)

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from accelsim.errors import AccelsimError
+from accelsim.errors import AccelsimError, TooLarge
 
 
-def positive_int(name: str, value) -> int:
-    """``value`` if it is a positive integer, else a one-line error naming ``name``."""
+MAX_DIM = 2**31 - 1  # the largest dimension: kernels index in int32, so no array dimension may pass it
+
+
+def positive_int(name: str, value, limit: int = MAX_DIM, limit_name: str = "accelsim.shapes.MAX_DIM") -> int:
+    """``value`` if it is an integer from 1 to ``limit``, else a one-line error naming ``name`` and the limit."""
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise AccelsimError(f"{name} must be a positive integer (got {value!r})")
+    if value > limit:
+        raise TooLarge(f"{name} {value} is over the limit of {limit} ({limit_name})")
     return value
 
 

@@ -21,8 +21,9 @@ its cost grows with the number of grid steps times the operand sizes. XLA's own
 ``dot_product_attention`` on CPU is a few large fused, multithreaded dot and softmax ops: the fast path
 here. (The host plan picks whole-sequence prefill blocks, so a prefill grid is only B*G steps and the
 interpret overhead is small there; decode grids walk the cache in several blocks per sequence.)
-On TPU (Mosaic) the same kernels compile to real code, and the flash kernel also compiles on GPU
-(Triton); the decode kernels use TPU scalar prefetch, so off TPU they always interpret. There the blocks
+On TPU (Mosaic) the same kernels compile to real code, and on GPU every kernel has a Triton form
+(``kernels.backend``); on CPU the compiled executor (``kernels.grid_exec``, benchmarks/compiled.py) runs
+the same kernel bodies without interpret mode. There the blocks
 the tiling model picks decide what moves between HBM and on-chip memory; on CPU this benchmark shows
 that the kernels run, agree with XLA, and what interpret mode costs.
 """
@@ -63,15 +64,33 @@ def _xla_decode_step(q, k_new, v_new, k_cache, v_cache, lengths):
     return out[:, 0], k_cache, v_cache
 
 
-def prefill_rows(seqs: list[int], host, repeats: int) -> list[dict]:
+def prefill_case(s: int, host) -> tuple:
+    """(q, k, v, blocks) of the causal prefill at sequence length ``s``: f32 normals, the host plan's blocks."""
     b, h, g, d = (PREFILL[k] for k in ("batch", "heads", "kv_heads", "head_dim"))
+    kq, kk, kv = jax.random.split(jax.random.PRNGKey(s), 3)
+    q = jax.random.normal(kq, (b, h, s, d), jnp.float32)
+    k = jax.random.normal(kk, (b, g, s, d), jnp.float32)
+    v = jax.random.normal(kv, (b, g, s, d), jnp.float32)
+    return q, k, v, plan_attention(b, h, g, s, s, d, True, host, "f32").blocks
+
+
+def decode_case(ctx: int, host) -> tuple:
+    """(q, k_new, v_new, cache, lengths, blocks) of one decode step over a cache of ``ctx`` rows, filled by it."""
+    b, h, g, d = (DECODE[k] for k in ("batch", "heads", "kv_heads", "head_dim"))
+    keys = jax.random.split(jax.random.PRNGKey(ctx), 5)
+    q = jax.random.normal(keys[0], (b, h, d), jnp.float32)
+    k_new = jax.random.normal(keys[1], (b, g, d), jnp.float32)
+    v_new = jax.random.normal(keys[2], (b, g, d), jnp.float32)
+    cache = KVCache(jax.random.normal(keys[3], (b, g, ctx, d), jnp.float32),
+                    jax.random.normal(keys[4], (b, g, ctx, d), jnp.float32))
+    lengths = jnp.full((b,), ctx, jnp.int32)  # the new token fills the cache's last row
+    return q, k_new, v_new, cache, lengths, plan_decode([ctx] * b, h, g, d, ctx, host, "f32").blocks
+
+
+def prefill_rows(seqs: list[int], host, repeats: int) -> list[dict]:
     rows = []
     for s in seqs:
-        kq, kk, kv = jax.random.split(jax.random.PRNGKey(s), 3)
-        q = jax.random.normal(kq, (b, h, s, d), jnp.float32)
-        k = jax.random.normal(kk, (b, g, s, d), jnp.float32)
-        v = jax.random.normal(kv, (b, g, s, d), jnp.float32)
-        blocks = plan_attention(b, h, g, s, s, d, True, host, "f32").blocks
+        q, k, v, blocks = prefill_case(s, host)
         qt, kt, vt = (x.transpose(0, 2, 1, 3) for x in (q, k, v))  # XLA's (B, S, heads, D), outside the timing
         ours_out = flash_attention(q, k, v, causal=True, **blocks)
         xla_out = _xla_prefill(qt, kt, vt).transpose(0, 2, 1, 3)
@@ -84,19 +103,10 @@ def prefill_rows(seqs: list[int], host, repeats: int) -> list[dict]:
 
 
 def decode_rows(contexts: list[int], host, repeats: int) -> list[dict]:
-    b, h, g, d = (DECODE[k] for k in ("batch", "heads", "kv_heads", "head_dim"))
     rows = []
     for ctx in contexts:
-        keys = jax.random.split(jax.random.PRNGKey(ctx), 5)
-        q = jax.random.normal(keys[0], (b, h, d), jnp.float32)
-        k_new = jax.random.normal(keys[1], (b, g, d), jnp.float32)
-        v_new = jax.random.normal(keys[2], (b, g, d), jnp.float32)
-        k_cache = jax.random.normal(keys[3], (b, g, ctx, d), jnp.float32)
-        v_cache = jax.random.normal(keys[4], (b, g, ctx, d), jnp.float32)
-        lengths = jnp.full((b,), ctx, jnp.int32)  # the new token fills the cache's last row
-        blocks = plan_decode([ctx] * b, h, g, d, ctx, host, "f32").blocks
-        cache = KVCache(k_cache, v_cache)
-        kt, vt = k_cache.transpose(0, 2, 1, 3), v_cache.transpose(0, 2, 1, 3)  # XLA's (B, L, G, D)
+        q, k_new, v_new, cache, lengths, blocks = decode_case(ctx, host)
+        kt, vt = cache.k.transpose(0, 2, 1, 3), cache.v.transpose(0, 2, 1, 3)  # XLA's (B, L, G, D)
         ours_out, _ = decode_step(q, k_new, v_new, cache, lengths, **blocks)
         xla_out, _, _ = _xla_decode_step(q, k_new, v_new, kt, vt, lengths)
         diff = float(jnp.max(jnp.abs(ours_out - xla_out)))

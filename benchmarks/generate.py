@@ -117,7 +117,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.torch_threads)
-    from accelsim.models.hf_reference import hf_model
+    from tests.hf_reference import hf_model
     from accelsim.models.tokenizer import load_smollm2_tokenizer
     from accelsim.models.weights import load_smollm2
 

@@ -44,9 +44,12 @@ moves the block clipped to the array bounds. With s = itemsize of the dtype:
   Kv blocks computed (grid steps doing the two matmuls) per (b, g) = sum_qi (last(qi) + 1).
 Total HBM bytes = Q + K + V + O. Scratch never touches HBM.
 
-GPU (Triton) form, used when the backend is 'gpu' and interpret is False: grid (B, G, nq), the
-same Q/O blocks, K/V passed whole (padded to nkv * block_kv rows) and walked in block_kv slices by
-a ``lax.fori_loop`` inside the program, the causal loop stopping at last(qi).
+GPU (Triton) form, used on a GPU target when interpret is False (``kernels.backend``): grid
+(B, G, nq), the same Q/O blocks, each (b, g) K/V sequence one block of nkv * block_kv rows walked
+in block_kv slices by a ``lax.fori_loop`` inside the program, the causal loop stopping at
+last(qi). Triton, not Mosaic GPU: the slices stream through Triton's pipelined buffers instead
+of staging the whole sequence in shared memory. Triton pads nothing, so ragged Q rows and K/V
+rows are masked loads and the ragged output rows a masked store (``kernels.gpu_tiles``).
 """
 
 from __future__ import annotations
@@ -62,7 +65,9 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
 from accelsim.errors import AccelsimError
-from kernels.backend import default_interpret, on_gpu
+from kernels.backend import default_interpret, kernel_form, triton_params
+from kernels.gpu_tiles import edge_mask, load, store
+from kernels.grid_exec import kernel_call
 from kernels.specs import KernelSpecs
 
 _NEG_INIT = float(np.finfo(np.float32).min)  # running-max init: finite, so exp(m_prev - m_new) never NaNs
@@ -148,21 +153,29 @@ def _block_update(q, k, v, m_prev, l_prev, acc_prev, *, q_start, kv_start, sq, s
                                  scale=scale, precision=precision)
 
 
-def online_softmax_update(q, k, v, m_prev, l_prev, acc_prev, *, valid, v_valid, scale, precision):
+def online_softmax_update(q, k, v, m_prev, l_prev, acc_prev, *, valid, v_valid, scale, precision,
+                          vector: bool = False):
     """One KV block of the online softmax: scores, running max and sum, rescaled accumulator (f32).
 
     ``valid`` masks scores (-inf), ``v_valid`` zeroes V rows (out-of-bounds pad is NaN and NaN * 0 = NaN).
-    Shared by prefill and decode attention."""
+    ``vector``: q is one (1, D) row and both products are broadcast-multiply-reduce in f32 (the GPU
+    decode form: Triton's ``dot`` needs 16 rows). Shared by prefill and decode attention."""
     v = jnp.where(v_valid, v, jnp.zeros_like(v))
-    s = lax.dot_general(q, k, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32,
-                        precision=precision) * scale
+    if vector:
+        s = jnp.sum(q.astype(jnp.float32) * k.astype(jnp.float32), axis=1)[None, :] * scale
+    else:
+        s = lax.dot_general(q, k, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32,
+                            precision=precision) * scale
     s = jnp.where(valid, s, -jnp.inf)
     m_new = jnp.maximum(m_prev, jnp.max(s, axis=1, keepdims=True))
     alpha = jnp.exp(m_prev - m_new)
     p = jnp.exp(s - m_new)
     l_new = alpha * l_prev + jnp.sum(p, axis=1, keepdims=True)
-    pv = lax.dot_general(p.astype(v.dtype), v, (((1,), (0,)), ((), ())),
-                         preferred_element_type=jnp.float32, precision=precision)
+    if vector:
+        pv = jnp.sum(p.reshape(-1, 1) * v.astype(jnp.float32), axis=0)[None, :]
+    else:
+        pv = lax.dot_general(p.astype(v.dtype), v, (((1,), (0,)), ((), ())),
+                             preferred_element_type=jnp.float32, precision=precision)
     return m_new, l_new, alpha * acc_prev + pv
 
 
@@ -202,23 +215,31 @@ def _flash_kernel(q_ref, k_ref, v_ref, o_ref, m_sc, l_sc, acc_sc, *, causal, sca
         o_ref[...] = out.reshape(group, block_q, d).astype(o_ref.dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("causal", "block_q", "block_kv", "interpret"))
 def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, causal: bool, block_q: int,
                     block_kv: int, interpret: bool | None = None) -> jax.Array:
     """Attention of q (B, H, Sq, D) over k, v (B, G, Skv, D) in (block_q, block_kv) blocks.
 
-    ``interpret=None``: interpret on CPU, compile on TPU (Mosaic) and on GPU (the Triton form)."""
+    ``interpret=None``: on CPU the compiled executor (``kernels.grid_exec``; ``interpret=True``: Pallas
+    interpret mode), Mosaic on TPU, the Triton form on a GPU target (``kernels.backend.lowering_for``)."""
     _check_attention_inputs(q, k, v, block_q, block_kv)
+    form = kernel_form(interpret)
     interpret = default_interpret() if interpret is None else interpret
-    if on_gpu() and not interpret:
+    return _flash_attention(q, k, v, causal=causal, block_q=block_q, block_kv=block_kv, interpret=interpret,
+                            form=form)
+
+
+@functools.partial(jax.jit, static_argnames=("causal", "block_q", "block_kv", "interpret", "form"))
+def _flash_attention(q, k, v, *, causal: bool, block_q: int, block_kv: int, interpret: bool, form: str):
+    if form == "gpu":
         return _flash_attention_gpu(q, k, v, causal=causal, block_q=block_q, block_kv=block_kv)
     (b, h, sq, d), (_, g, skv, _) = q.shape, k.shape
     group = h // g
     specs = flash_specs(b, h, g, sq, skv, d, causal=causal, block_q=block_q, block_kv=block_kv, dtype=q.dtype)
     kernel = functools.partial(_flash_kernel, causal=causal, scale=1.0 / math.sqrt(d), sq=sq,
                                skv=skv, block_q=block_q, block_kv=block_kv, nkv=specs.grid[-1])
-    out = pl.pallas_call(
+    out = kernel_call(
         kernel,
+        compiled=form == "compiled",
         grid=specs.grid,
         in_specs=specs.in_specs,
         out_specs=specs.out_specs[0],
@@ -264,10 +285,6 @@ def _flash_attention_gpu(q, k, v, *, causal: bool, block_q: int, block_kv: int,
     (b, h, sq, d), (_, g, skv, _) = q.shape, k.shape
     group = h // g
     nq, nkv = pl.cdiv(sq, block_q), pl.cdiv(skv, block_kv)
-    skv_pad = nkv * block_kv
-    if skv_pad != skv:  # whole-sequence K/V blocks: pad so every pl.ds slice is in bounds
-        pad = ((0, 0), (0, 0), (0, skv_pad - skv), (0, 0))
-        k, v = jnp.pad(k, pad), jnp.pad(v, pad)
     scale = 1.0 / math.sqrt(d)
     precision = _precision(q.dtype)
 
@@ -275,23 +292,28 @@ def _flash_attention_gpu(q, k, v, *, causal: bool, block_q: int, block_kv: int,
         qi = pl.program_id(2)
         n_iter = (causal_last_kv_block(qi, block_q=block_q, block_kv=block_kv, sq=sq, nkv=nkv) + 1
                   if causal else nkv)
+        q_rows = edge_mask(qi * block_q, block_q, sq)
+        q_rows = None if q_rows is None else q_rows[:, None]
+
+        def body(j, carry, q):
+            start = j * block_kv
+            kv_rows = edge_mask(start, block_kv, skv)
+            kv_rows = None if kv_rows is None else kv_rows[:, None]
+            return _block_update(
+                q, load(k_ref.at[pl.ds(start, block_kv), :], kv_rows),
+                load(v_ref.at[pl.ds(start, block_kv), :], kv_rows), *carry,
+                q_start=qi * block_q, kv_start=start, sq=sq, skv=skv, block_q=block_q,
+                causal=causal, scale=scale, precision=precision)
+
         for hh in range(group):  # static: 2-D tiles only, as Triton wants
-            q = q_ref[hh, :, :]
-
-            def body(j, carry, q=q):
-                start = j * block_kv
-                return _block_update(
-                    q, k_ref[pl.ds(start, block_kv), :], v_ref[pl.ds(start, block_kv), :], *carry,
-                    q_start=qi * block_q, kv_start=start, sq=sq, skv=skv, block_q=block_q,
-                    causal=causal, scale=scale, precision=precision)
-
+            head = jnp.int32(hh)  # an array index: interpret mode's masked load needs one
             init = (jnp.full((block_q, 1), _NEG_INIT, jnp.float32),
                     jnp.zeros((block_q, 1), jnp.float32), jnp.zeros((block_q, d), jnp.float32))
-            _, l, acc = lax.fori_loop(0, n_iter, body, init)
-            o_ref[hh, :, :] = (acc / l).astype(o_ref.dtype)
+            _, l, acc = lax.fori_loop(0, n_iter, functools.partial(body, q=load(q_ref.at[head], q_rows)), init)
+            store(o_ref.at[head], acc / l, q_rows)
 
     q_spec = pl.BlockSpec((None, None, group, block_q, d), lambda bi, gi, qi: (bi, gi, 0, qi, 0))
-    kv_spec = pl.BlockSpec((None, None, skv_pad, d), lambda bi, gi, qi: (bi, gi, 0, 0))
+    kv_spec = pl.BlockSpec((None, None, nkv * block_kv, d), lambda bi, gi, qi: (bi, gi, 0, 0))
     out = pl.pallas_call(
         kernel,
         grid=(b, g, nq),
@@ -299,6 +321,7 @@ def _flash_attention_gpu(q, k, v, *, causal: bool, block_q: int, block_kv: int,
         out_specs=q_spec,
         out_shape=jax.ShapeDtypeStruct((b, g, group, sq, d), q.dtype),
         interpret=interpret,
+        compiler_params=triton_params(block_q * max(d, block_kv)),
         name="accelsim_flash_attention_gpu",
     )(q.reshape(b, g, group, sq, d), k, v)
     return out.reshape(b, h, sq, d)

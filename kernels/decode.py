@@ -1,20 +1,23 @@
 """Decode attention over a KV cache: one new query token per sequence, ragged lengths, GQA.
 
 One decode step is two Pallas calls (``decode_step``):
-  1. append: write the new token's k and v into the cache at position ``lengths[b] - 1``
-     (``input_output_aliases``: the cache goes in untouched, memory space ANY, and only a
-     (1, 1, 1, D) output block per (b, kv head) is written back);
-  2. attention of q over cache positions [0, lengths[b]).
+  1. append (``kernels.kv_append``): write the new token's k and v into the cache at position
+     ``lengths[b] - 1`` (``input_output_aliases``: the cache goes in untouched, memory space ANY,
+     and only a (1, 1, 1, D) output block per (b, kv head) is written back);
+  2. attention of q over cache positions [0, lengths[b]) (this module).
 ``lengths`` (int32, (B,)) is the number of valid cache positions AFTER the append, so >= 1.
 Query head h uses kv head h // group, group = H // G. Scores scale 1/sqrt(D), softmax in f32,
 output in q's dtype.
 
-Caches
-------
+Caches (``kernels.kv_cache``)
+----------------------------
 contiguous  ``KVCache(k, v)``: k, v (B, G, L_max, D).
 paged       ``PagedKVCache(k_pages, v_pages, page_table)``: pages (P, G, page_size, D) and
             page_table int32 (B, max_pages); position t of sequence b lives in page
             ``page_table[b, t // page_size]`` at offset ``t % page_size``.
+stacked     with ``layer=i``, the caches carry a leading layer axis (L, ...) and the kernels read and
+            write layer i only: i is one more scalar-prefetch operand (int32 (1,), the last one),
+            and every cache block index below gains a leading ``layer[0]``. Bytes are unchanged.
 The attention block is ``block_kv`` positions; for paged caches ``block_kv = m * page_size``
 (m >= 1 pages per grid step, fed by m separate BlockSpecs of one page each).
 
@@ -32,11 +35,9 @@ Paged attention: grid (B, G, nblk), nblk = cdiv(max_pages, m); prefetch: lengths
   so a spec stops being re-copied once it has passed the sequence's last page.
 Steps past a sequence's last block do nothing (``pl.when``) and copy nothing (clamped index).
 Positions >= lengths[b] get score -inf and their V rows are zeroed (pad is NaN in interpret mode).
-Append: grid (B, G); prefetch: lengths (and the flattened page table for paged).
-  k_new, v_new (B, G, D) viewed (B, G, 1, D), block (-, -, 1, D) at (b, g, 0, 0) (read);
-  cache outputs aliased to the cache inputs, block (-, -, 1, D) at
-      contiguous: (b, g, lengths[b] - 1, 0)
-      paged:      (page_table[b, (lengths[b]-1) // page_size], g, (lengths[b]-1) % page_size, 0).
+Append: see ``kernels.kv_append``.
+GPU targets run the Triton forms instead (``kernels.decode_gpu``): no scalar prefetch, the kv loop
+inside the program.
 
 HBM <-> VMEM bytes (exact; what ``decode_hbm_bytes`` computes), s = itemsize
 ---------------------------------------------------------------------------
@@ -51,7 +52,7 @@ array bounds. Per decode step:
                 This assumes no physical page is visited at two consecutive grid steps by the same
                 spec, which holds unless G == 1 and two sequences share a page.
   Scalar prefetch (to SMEM, not counted above): lengths 4 * B bytes per call, page table
-  4 * B * max_pages bytes per call (append and attention each).
+  4 * B * max_pages bytes per call, layer index 4 bytes per call (append and attention each).
 The counts depend on the VALUES of lengths (and, for paged, the page table), not only on shapes.
 """
 
@@ -59,7 +60,6 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -70,123 +70,18 @@ from jax.experimental.pallas import tpu as pltpu
 
 from accelsim.errors import AccelsimError
 from kernels.attention import online_softmax_update
+from kernels.backend import kernel_form
+from kernels.grid_exec import kernel_call
+from kernels.decode_checks import check_contiguous, check_new, check_paged, check_splits
+from kernels.decode_gpu import contiguous_attention_gpu, paged_attention_gpu
+from kernels.kv_append import append_kv
+from kernels.kv_cache import (KVCache, PagedKVCache, cache_spec, gather_pages, layer_operand,
+                              scalar_prefetch_interpret, with_layer)
+
+__all__ = ["KVCache", "PagedKVCache", "append_kv", "decode_attention", "decode_hbm_bytes", "decode_reference",
+           "decode_step", "decode_step_reference", "gather_pages", "paged_decode_attention"]
 
 _NEG_INIT = float(np.finfo(np.float32).min)
-_FLOAT_DTYPES = ("float32", "bfloat16", "float16")
-
-
-class KVCache(NamedTuple):
-    """Contiguous cache: k, v (B, G, L_max, D)."""
-    k: jax.Array
-    v: jax.Array
-
-
-class PagedKVCache(NamedTuple):
-    """Paged cache: k_pages, v_pages (num_pages, G, page_size, D); page_table int32 (B, max_pages)."""
-    k_pages: jax.Array
-    v_pages: jax.Array
-    page_table: jax.Array
-
-
-def _default_interpret(interpret):
-    # The kernels use TPU scalar prefetch, which only Mosaic lowers: interpret everywhere else.
-    return (jax.default_backend() != "tpu") if interpret is None else interpret
-
-
-def _concrete(x):
-    """x as a numpy array when its values are known (not under jit), else None."""
-    if isinstance(x, jax.core.Tracer):
-        return None
-    return np.asarray(x)
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation (one-line AccelsimError messages)
-
-def _check_dims(name, x, ndim):
-    if x.ndim != ndim:
-        raise AccelsimError(f"decode: {name} must be {ndim}-D, got shape {tuple(x.shape)}")
-    if any(d <= 0 for d in x.shape):
-        raise AccelsimError(f"decode: {name} has a non-positive dimension: shape {tuple(x.shape)}")
-
-
-def _check_float(name, x):
-    if jnp.dtype(x.dtype).name not in _FLOAT_DTYPES:
-        raise AccelsimError(f"decode: {name} dtype {x.dtype} is not executable: use float32 or bfloat16")
-
-
-def _check_block(block_kv):
-    if not isinstance(block_kv, (int, np.integer)) or isinstance(block_kv, bool) or block_kv <= 0:
-        raise AccelsimError(f"decode: block_kv must be a positive integer, got {block_kv!r}")
-
-
-def _check_q_kv(q, k, v):
-    """q (B, H, D) against k, v (X, G, S, D); returns (B, H, G, D)."""
-    _check_dims("q", q, 3)
-    _check_dims("k cache", k, 4)
-    _check_dims("v cache", v, 4)
-    if k.shape != v.shape:
-        raise AccelsimError(f"decode: k and v caches differ in shape: {tuple(k.shape)} vs {tuple(v.shape)}")
-    for name, x in (("q", q), ("k cache", k), ("v cache", v)):
-        _check_float(name, x)
-    if not (q.dtype == k.dtype == v.dtype):
-        raise AccelsimError(f"decode: q and cache dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
-    (b, h, d), g = q.shape, k.shape[1]
-    if k.shape[3] != d:
-        raise AccelsimError(f"decode: head_dim of q ({d}) and the cache ({k.shape[3]}) differ")
-    if h % g:
-        raise AccelsimError(f"decode: {g} kv heads do not divide {h} query heads")
-    return b, h, g, d
-
-
-def _check_lengths(lengths, batch, capacity, what):
-    if lengths.ndim != 1 or lengths.shape[0] != batch:
-        raise AccelsimError(f"decode: lengths must have shape ({batch},), got {tuple(lengths.shape)}")
-    if not jnp.issubdtype(lengths.dtype, jnp.integer):
-        raise AccelsimError(f"decode: lengths must be integers, got {lengths.dtype}")
-    vals = _concrete(lengths)
-    if vals is not None:
-        if (vals < 1).any():
-            raise AccelsimError(f"decode: lengths must be >= 1 (they count the new token), got min {int(vals.min())}")
-        if (vals > capacity).any():
-            raise AccelsimError(f"decode: a context of {int(vals.max())} positions is longer than {what} ({capacity})")
-
-
-def _check_paged(q, k_pages, v_pages, page_table, lengths, block_kv):
-    b, h, g, d = _check_q_kv(q, k_pages, v_pages)
-    _check_block(block_kv)
-    num_pages, page_size = k_pages.shape[0], k_pages.shape[2]
-    if page_table.ndim != 2 or page_table.shape[0] != b or page_table.shape[1] <= 0:
-        raise AccelsimError(f"decode: page_table must have shape ({b}, max_pages), got {tuple(page_table.shape)}")
-    if not jnp.issubdtype(page_table.dtype, jnp.integer):
-        raise AccelsimError(f"decode: page_table must be integers, got {page_table.dtype}")
-    if block_kv % page_size:
-        raise AccelsimError(f"decode: page size {page_size} does not fit block_kv {block_kv}: block_kv must be a multiple of it")
-    max_pages = page_table.shape[1]
-    _check_lengths(lengths, b, max_pages * page_size,
-                   f"the {max_pages} pages of {page_size} positions a sequence can hold")
-    table = _concrete(page_table)
-    if table is not None and ((table < 0) | (table >= num_pages)).any():
-        raise AccelsimError(f"decode: page_table holds page indices outside [0, {num_pages})")
-    return b, h, g, d, page_size, max_pages
-
-
-def _check_contiguous(q, k_cache, v_cache, lengths, block_kv):
-    b, h, g, d = _check_q_kv(q, k_cache, v_cache)
-    _check_block(block_kv)
-    if k_cache.shape[0] != b:
-        raise AccelsimError(f"decode: batch of q ({b}) and the cache ({k_cache.shape[0]}) differ")
-    _check_lengths(lengths, b, k_cache.shape[2], "the cache")
-    return b, h, g, d
-
-
-def _check_new(k_new, v_new, b, g, d, dtype):
-    for name, x in (("k_new", k_new), ("v_new", v_new)):
-        _check_dims(name, x, 3)
-        if x.shape != (b, g, d):
-            raise AccelsimError(f"decode: {name} must have shape {(b, g, d)}, got {tuple(x.shape)}")
-        if x.dtype != dtype:
-            raise AccelsimError(f"decode: {name} dtype {x.dtype} differs from the cache's {dtype}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,7 +109,8 @@ def decode_hbm_bytes(*, lengths, heads: int, kv_heads: int, head_dim: int, items
 
 
 # ---------------------------------------------------------------------------------------------
-# Attention kernels
+# Attention kernels. Prefetch operands: lengths first, the page table next (paged), the layer
+# index last (stacked caches); q, output and partial-state index maps ignore all but lengths.
 
 def _decode_update(q, k, v, m_prev, l_prev, acc_prev, *, kv_start, length, scale):
     """q (group, D), k/v (block, D); positions >= length masked; f32 online-softmax state."""
@@ -224,6 +120,12 @@ def _decode_update(q, k, v, m_prev, l_prev, acc_prev, *, kv_start, length, scale
     precision = lax.Precision.HIGHEST if q.dtype == jnp.float32 else None
     return online_softmax_update(q, k, v, m_prev, l_prev, acc_prev, valid=pos < length, v_valid=v_pos < length,
                                  scale=scale, precision=precision)
+
+
+def _init_state(m_sc, l_sc, acc_sc):
+    m_sc[...] = jnp.full_like(m_sc, _NEG_INIT)
+    l_sc[...] = jnp.zeros_like(l_sc)
+    acc_sc[...] = jnp.zeros_like(acc_sc)
 
 
 def _decode_kernel(*refs, n_prefetch, m_specs, block_kv, scale, nblk):
@@ -237,9 +139,7 @@ def _decode_kernel(*refs, n_prefetch, m_specs, block_kv, scale, nblk):
 
     @pl.when(j == 0)
     def _init():
-        m_sc[...] = jnp.full_like(m_sc, _NEG_INIT)
-        l_sc[...] = jnp.zeros_like(l_sc)
-        acc_sc[...] = jnp.zeros_like(acc_sc)
+        _init_state(m_sc, l_sc, acc_sc)
 
     @pl.when(j * block_kv < length)
     def _compute():
@@ -260,42 +160,46 @@ def _scratch(group, d):
             pltpu.VMEM((group, d), jnp.float32)]
 
 
-@functools.partial(jax.jit, static_argnames=("block_kv", "interpret"))
-def _contiguous_attention(q, k_cache, v_cache, lengths, *, block_kv, interpret):
-    (b, h, d), (_, g, l_max, _) = q.shape, k_cache.shape
+def _q_spec(group, d):
+    """q and output: block (-, -, group, D) at (b, g, 0, 0) on any grid whose first two axes are (b, g)."""
+    return pl.BlockSpec((None, None, group, d), lambda bi, gi, *_: (bi, gi, 0, 0))
+
+
+@functools.partial(jax.jit, static_argnames=("block_kv", "interpret", "compiled"))
+def _contiguous_attention(q, k_cache, v_cache, lengths, layer, *, block_kv, interpret, compiled):
+    (b, h, d), (g, l_max) = q.shape, k_cache.shape[-3:-1]
     group = h // g
     nkv = pl.cdiv(l_max, block_kv)
+    prefetch = with_layer([lengths.astype(jnp.int32)], layer)
 
     def kv_map(bi, gi, j, lens):
         return (bi, gi, jnp.minimum(j, lax.div(jnp.maximum(lens[bi] - 1, 0), block_kv)), 0)
 
-    q_spec = pl.BlockSpec((None, None, group, d), lambda bi, gi, j, lens: (bi, gi, 0, 0))
-    kv_spec = pl.BlockSpec((None, None, block_kv, d), kv_map)
-    out = pl.pallas_call(
-        functools.partial(_decode_kernel, n_prefetch=1, m_specs=1, block_kv=block_kv,
-                          scale=1.0 / math.sqrt(d), nblk=nkv),
+    kv_spec = cache_spec((None, None, block_kv, d), kv_map, stacked=layer is not None)
+    out = kernel_call(
+        functools.partial(_decode_kernel, n_prefetch=len(prefetch), m_specs=1, block_kv=block_kv,
+                          scale=1.0 / math.sqrt(d), nblk=nkv), compiled=compiled,
         grid_spec=pltpu.PrefetchScalarGridSpec(
-            num_scalar_prefetch=1, grid=(b, g, nkv), in_specs=[q_spec, kv_spec, kv_spec],
-            out_specs=q_spec, scratch_shapes=_scratch(group, d)),
+            num_scalar_prefetch=len(prefetch), grid=(b, g, nkv), in_specs=[_q_spec(group, d), kv_spec, kv_spec],
+            out_specs=_q_spec(group, d), scratch_shapes=_scratch(group, d)),
         out_shape=jax.ShapeDtypeStruct((b, g, group, d), q.dtype),
         interpret=interpret,
         name="accelsim_decode_attention",
-    )(lengths.astype(jnp.int32), q.reshape(b, g, group, d), k_cache, v_cache)
+    )(*prefetch, q.reshape(b, g, group, d), k_cache, v_cache)
     return out.reshape(b, h, d)
 
 
-def _split_decode_kernel(lens_ref, q_ref, k_ref, v_ref, acc_ref, ml_ref, m_sc, l_sc, acc_sc, *, block_kv, scale,
-                         per_split):
+def _split_decode_kernel(*refs, n_prefetch, block_kv, scale, per_split):
     """One split of the KV sequence: blocks s*per_split .. s*per_split + per_split - 1; partial state out."""
+    lens_ref = refs[0]
+    q_ref, k_ref, v_ref, acc_ref, ml_ref, m_sc, l_sc, acc_sc = refs[n_prefetch:]
     b, s, j = pl.program_id(0), pl.program_id(2), pl.program_id(3)
     length = lens_ref[b]
     start = (s * per_split + j) * block_kv
 
     @pl.when(j == 0)
     def _init():
-        m_sc[...] = jnp.full_like(m_sc, _NEG_INIT)
-        l_sc[...] = jnp.zeros_like(l_sc)
-        acc_sc[...] = jnp.zeros_like(acc_sc)
+        _init_state(m_sc, l_sc, acc_sc)
 
     @pl.when(start < length)
     def _compute():
@@ -319,34 +223,36 @@ def _combine_kernel(acc_ref, ml_ref, o_ref):
     o_ref[...] = out.astype(o_ref.dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("block_kv", "splits", "interpret"))
-def _split_attention(q, k_cache, v_cache, lengths, *, block_kv, splits, interpret):
+@functools.partial(jax.jit, static_argnames=("block_kv", "splits", "interpret", "compiled"))
+def _split_attention(q, k_cache, v_cache, lengths, layer, *, block_kv, splits, interpret, compiled):
     """Flash-decoding: the KV sequence is cut into ``splits`` ranges computed in parallel (grid
     (B, G, splits, per_split)), then a combine kernel (grid (B, G)) merges their partial states."""
-    (b, h, d), (_, g, l_max, _) = q.shape, k_cache.shape
+    (b, h, d), (g, l_max) = q.shape, k_cache.shape[-3:-1]
     group = h // g
     per_split = pl.cdiv(pl.cdiv(l_max, block_kv), splits)
+    prefetch = with_layer([lengths.astype(jnp.int32)], layer)
 
     def kv_map(bi, gi, si, j, lens):
         last = lax.div(jnp.maximum(lens[bi] - 1, 0), block_kv)
         return (bi, gi, jnp.minimum(si * per_split + j, last), 0)
 
-    q_spec = pl.BlockSpec((None, None, group, d), lambda bi, gi, si, j, lens: (bi, gi, 0, 0))
-    kv_spec = pl.BlockSpec((None, None, block_kv, d), kv_map)
-    acc_spec = pl.BlockSpec((None, None, None, group, d), lambda bi, gi, si, j, lens: (bi, gi, si, 0, 0))
-    ml_spec = pl.BlockSpec((None, None, None, group, 2), lambda bi, gi, si, j, lens: (bi, gi, si, 0, 0))
-    acc, ml = pl.pallas_call(
-        functools.partial(_split_decode_kernel, block_kv=block_kv, scale=1.0 / math.sqrt(d), per_split=per_split),
+    kv_spec = cache_spec((None, None, block_kv, d), kv_map, stacked=layer is not None)
+    acc_spec = pl.BlockSpec((None, None, None, group, d), lambda bi, gi, si, j, *_: (bi, gi, si, 0, 0))
+    ml_spec = pl.BlockSpec((None, None, None, group, 2), lambda bi, gi, si, j, *_: (bi, gi, si, 0, 0))
+    acc, ml = kernel_call(
+        functools.partial(_split_decode_kernel, n_prefetch=len(prefetch), block_kv=block_kv,
+                          scale=1.0 / math.sqrt(d), per_split=per_split), compiled=compiled,
         grid_spec=pltpu.PrefetchScalarGridSpec(
-            num_scalar_prefetch=1, grid=(b, g, splits, per_split), in_specs=[q_spec, kv_spec, kv_spec],
+            num_scalar_prefetch=len(prefetch), grid=(b, g, splits, per_split),
+            in_specs=[_q_spec(group, d), kv_spec, kv_spec],
             out_specs=[acc_spec, ml_spec], scratch_shapes=_scratch(group, d)),
         out_shape=[jax.ShapeDtypeStruct((b, g, splits, group, d), jnp.float32),
                    jax.ShapeDtypeStruct((b, g, splits, group, 2), jnp.float32)],
         interpret=interpret,
         name="accelsim_decode_attention_split",
-    )(lengths.astype(jnp.int32), q.reshape(b, g, group, d), k_cache, v_cache)
-    out = pl.pallas_call(
-        _combine_kernel, grid=(b, g),
+    )(*prefetch, q.reshape(b, g, group, d), k_cache, v_cache)
+    out = kernel_call(
+        _combine_kernel, compiled=compiled, grid=(b, g),
         in_specs=[pl.BlockSpec((None, None, splits, group, d), lambda bi, gi: (bi, gi, 0, 0, 0)),
                   pl.BlockSpec((None, None, splits, group, 2), lambda bi, gi: (bi, gi, 0, 0, 0))],
         out_specs=pl.BlockSpec((None, None, group, d), lambda bi, gi: (bi, gi, 0, 0)),
@@ -357,209 +263,111 @@ def _split_attention(q, k_cache, v_cache, lengths, *, block_kv, splits, interpre
     return out.reshape(b, h, d)
 
 
-@functools.partial(jax.jit, static_argnames=("block_kv", "interpret"))
-def _paged_attention(q, k_pages, v_pages, page_table, lengths, *, block_kv, interpret):
-    (b, h, d), (_, g, page_size, _) = q.shape, k_pages.shape
+@functools.partial(jax.jit, static_argnames=("block_kv", "interpret", "compiled"))
+def _paged_attention(q, k_pages, v_pages, page_table, lengths, layer, *, block_kv, interpret, compiled):
+    (b, h, d), (g, page_size) = q.shape, k_pages.shape[-3:-1]
     group = h // g
     max_pages = page_table.shape[1]
     m = block_kv // page_size
     nblk = pl.cdiv(max_pages, m)
+    prefetch = with_layer([lengths.astype(jnp.int32), page_table.astype(jnp.int32).reshape(-1)], layer)
 
     def page_map(p):
         def index(bi, gi, j, lens, table):
             lp = lax.div(jnp.maximum(lens[bi] - 1, 0), page_size)
             slot = jnp.where(lp >= p, jnp.minimum(j, lax.div(jnp.maximum(lp - p, 0), m)) * m + p, lp)
             return (table[bi * max_pages + slot], gi, 0, 0)
-        return pl.BlockSpec((None, None, page_size, d), index)
+        return cache_spec((None, None, page_size, d), index, stacked=layer is not None)
 
-    q_spec = pl.BlockSpec((None, None, group, d), lambda bi, gi, j, lens, table: (bi, gi, 0, 0))
     page_specs = [page_map(p) for p in range(m)]
-    out = pl.pallas_call(
-        functools.partial(_decode_kernel, n_prefetch=2, m_specs=m, block_kv=block_kv,
-                          scale=1.0 / math.sqrt(d), nblk=nblk),
+    out = kernel_call(
+        functools.partial(_decode_kernel, n_prefetch=len(prefetch), m_specs=m, block_kv=block_kv,
+                          scale=1.0 / math.sqrt(d), nblk=nblk), compiled=compiled,
         grid_spec=pltpu.PrefetchScalarGridSpec(
-            num_scalar_prefetch=2, grid=(b, g, nblk), in_specs=[q_spec, *page_specs, *page_specs],
-            out_specs=q_spec, scratch_shapes=_scratch(group, d)),
+            num_scalar_prefetch=len(prefetch), grid=(b, g, nblk),
+            in_specs=[_q_spec(group, d), *page_specs, *page_specs],
+            out_specs=_q_spec(group, d), scratch_shapes=_scratch(group, d)),
         out_shape=jax.ShapeDtypeStruct((b, g, group, d), q.dtype),
         interpret=interpret,
         name="accelsim_paged_decode_attention",
-    )(lengths.astype(jnp.int32), page_table.astype(jnp.int32).reshape(-1),
-      q.reshape(b, g, group, d), *([k_pages] * m), *([v_pages] * m))
+    )(*prefetch, q.reshape(b, g, group, d), *([k_pages] * m), *([v_pages] * m))
     return out.reshape(b, h, d)
 
 
-def decode_attention(q, k_cache, v_cache, lengths, *, block_kv: int, splits: int = 1,
-                     interpret: bool | None = None):
+# ---------------------------------------------------------------------------------------------
+# Public entry points
+
+def _attend_contiguous(q, k_cache, v_cache, lengths, layer, block_kv, splits, interpret):
+    check_splits(splits)
+    form = kernel_form(interpret)
+    if form == "gpu":
+        return contiguous_attention_gpu(q, k_cache, v_cache, lengths, layer, block_kv=block_kv, splits=splits)
+    interpret, compiled = scalar_prefetch_interpret(interpret), form == "compiled"
+    if splits == 1:
+        return _contiguous_attention(q, k_cache, v_cache, lengths, layer, block_kv=block_kv, interpret=interpret,
+                                     compiled=compiled)
+    return _split_attention(q, k_cache, v_cache, lengths, layer, block_kv=block_kv, splits=splits,
+                            interpret=interpret, compiled=compiled)
+
+
+def _attend_paged(q, k_pages, v_pages, page_table, lengths, layer, block_kv, interpret):
+    form = kernel_form(interpret)
+    if form == "gpu":
+        return paged_attention_gpu(q, k_pages, v_pages, page_table, lengths, layer)
+    return _paged_attention(q, k_pages, v_pages, page_table, lengths, layer, block_kv=block_kv,
+                            interpret=scalar_prefetch_interpret(interpret), compiled=form == "compiled")
+
+
+def decode_attention(q: jax.Array, k_cache: jax.Array, v_cache: jax.Array, lengths: jax.Array, *, block_kv: int,
+                     splits: int = 1, layer: jax.Array | int | None = None,
+                     interpret: bool | None = None) -> jax.Array:
     """Attention of q (B, H, D) over the first lengths[b] positions of k/v_cache (B, G, L_max, D).
 
+    ``layer``: the caches are stacked (L, B, G, L_max, D) and layer ``layer`` is read.
     ``splits`` > 1 cuts each sequence's blocks into that many ranges computed in parallel (flash-decoding)."""
     lengths = jnp.asarray(lengths)
-    _check_contiguous(q, k_cache, v_cache, lengths, block_kv)
-    return _attend_contiguous(q, k_cache, v_cache, lengths, block_kv, splits, interpret)
+    check_contiguous(q, k_cache, v_cache, lengths, block_kv, layer)
+    return _attend_contiguous(q, k_cache, v_cache, lengths, layer_operand(layer), block_kv, splits, interpret)
 
 
-def _attend_contiguous(q, k_cache, v_cache, lengths, block_kv, splits, interpret):
-    if not isinstance(splits, int) or splits < 1:
-        raise AccelsimError(f"decode: splits must be a positive integer (got {splits!r})")
-    interpret = _default_interpret(interpret)
-    if splits == 1:
-        return _contiguous_attention(q, k_cache, v_cache, lengths, block_kv=block_kv, interpret=interpret)
-    return _split_attention(q, k_cache, v_cache, lengths, block_kv=block_kv, splits=splits, interpret=interpret)
-
-
-def paged_decode_attention(q, k_pages, v_pages, page_table, lengths, *, block_kv: int,
-                           interpret: bool | None = None):
-    """Attention of q (B, H, D) over the first lengths[b] positions of a paged cache."""
+def paged_decode_attention(q: jax.Array, k_pages: jax.Array, v_pages: jax.Array, page_table: jax.Array,
+                           lengths: jax.Array, *, block_kv: int, layer: jax.Array | int | None = None,
+                           interpret: bool | None = None) -> jax.Array:
+    """Attention of q (B, H, D) over the first lengths[b] positions of a paged cache (of layer ``layer``
+    when the pages are stacked (L, P, G, page_size, D))."""
     lengths, page_table = jnp.asarray(lengths), jnp.asarray(page_table)
-    _check_paged(q, k_pages, v_pages, page_table, lengths, block_kv)
-    return _paged_attention(q, k_pages, v_pages, page_table, lengths, block_kv=block_kv,
-                            interpret=_default_interpret(interpret))
+    check_paged(q, k_pages, v_pages, page_table, lengths, block_kv, layer)
+    return _attend_paged(q, k_pages, v_pages, page_table, lengths, layer_operand(layer), block_kv, interpret)
 
 
-# ---------------------------------------------------------------------------------------------
-# Append
-
-def _append_kernel(*refs, n_prefetch):
-    k_new, v_new = refs[n_prefetch], refs[n_prefetch + 1]
-    k_out, v_out = refs[-2], refs[-1]  # refs[n_prefetch + 2: n_prefetch + 4] are the ANY caches
-    k_out[...] = k_new[...]
-    v_out[...] = v_new[...]
-
-
-def _append_call(prefetch, k_new, v_new, k_store, v_store, out_map, interpret, name):
-    """The append kernel: grid (B, G); the new rows are read as (1, D) blocks and written into the
-    aliased cache at ``out_map``'s block; the rest of the cache (memory space ANY) is never copied."""
-    b, g, d = k_new.shape
-    n_prefetch = len(prefetch)
-    new_spec = pl.BlockSpec((None, None, 1, d), lambda bi, gi, *_: (bi, gi, 0, 0))
-    any_spec = pl.BlockSpec(memory_space=pl.ANY)
-    out_spec = pl.BlockSpec((None, None, 1, d), out_map)
-    return pl.pallas_call(
-        functools.partial(_append_kernel, n_prefetch=n_prefetch),
-        grid_spec=pltpu.PrefetchScalarGridSpec(
-            num_scalar_prefetch=n_prefetch, grid=(b, g), in_specs=[new_spec, new_spec, any_spec, any_spec],
-            out_specs=[out_spec, out_spec]),
-        out_shape=[jax.ShapeDtypeStruct(k_store.shape, k_store.dtype)] * 2,
-        input_output_aliases={n_prefetch + 2: 0, n_prefetch + 3: 1},
-        interpret=interpret,
-        name=name,
-    )(*prefetch, k_new.reshape(b, g, 1, d), v_new.reshape(b, g, 1, d), k_store, v_store)
-
-
-@functools.partial(jax.jit, static_argnames=("interpret",))
-def _append_contiguous(k_new, v_new, k_cache, v_cache, lengths, *, interpret):
-    return _append_call([lengths.astype(jnp.int32)], k_new, v_new, k_cache, v_cache,
-                        lambda bi, gi, lens: (bi, gi, lens[bi] - 1, 0), interpret, "accelsim_kv_append")
-
-
-@functools.partial(jax.jit, static_argnames=("interpret",))
-def _append_paged(k_new, v_new, k_pages, v_pages, page_table, lengths, *, interpret):
-    page_size = k_pages.shape[2]
-    max_pages = page_table.shape[1]
-
-    def out_map(bi, gi, lens, table):
-        pos = jnp.maximum(lens[bi] - 1, 0)
-        return (table[bi * max_pages + lax.div(pos, page_size)], gi, lax.rem(pos, page_size), 0)
-
-    prefetch = [lengths.astype(jnp.int32), page_table.astype(jnp.int32).reshape(-1)]
-    return _append_call(prefetch, k_new, v_new, k_pages, v_pages, out_map, interpret, "accelsim_paged_kv_append")
-
-
-def append_kv(k_new, v_new, cache, lengths, *, interpret: bool | None = None):
-    """Write k_new, v_new (B, G, D) at position lengths[b] - 1 of each sequence; returns the new cache.
-
-    The cache is not donated here: jit the caller with donation to update it in place."""
-    lengths = jnp.asarray(lengths)
-    interpret = _default_interpret(interpret)
-    if isinstance(cache, PagedKVCache):
-        cache = cache._replace(page_table=jnp.asarray(cache.page_table))
-        _check_dims("k_new", k_new, 3)
-        b, g, d = k_new.shape
-        # the checks need a query: a stand-in with one head per kv head
-        _check_paged(np.zeros((b, g, d), cache.k_pages.dtype), cache.k_pages, cache.v_pages,
-                     cache.page_table, lengths, cache.k_pages.shape[2])
-        _check_new(k_new, v_new, b, g, d, cache.k_pages.dtype)
-        k, v = _append_paged(k_new, v_new, cache.k_pages, cache.v_pages, cache.page_table,
-                             lengths, interpret=interpret)
-        return PagedKVCache(k, v, cache.page_table)
-    if not isinstance(cache, KVCache):
-        raise AccelsimError(f"decode: cache must be a KVCache or PagedKVCache, got {type(cache).__name__}")
-    _check_dims("k_new", k_new, 3)
-    b, g, d = k_new.shape
-    _check_contiguous(np.zeros((b, g, d), cache.k.dtype), cache.k, cache.v, lengths, 1)
-    _check_new(k_new, v_new, b, g, d, cache.k.dtype)
-    k, v = _append_contiguous(k_new, v_new, cache.k, cache.v, lengths, interpret=interpret)
-    return KVCache(k, v)
-
-
-# ---------------------------------------------------------------------------------------------
-
-def decode_step(q, k_new, v_new, cache, lengths, *, block_kv: int, splits: int = 1,
-                interpret: bool | None = None):
+def decode_step(q: jax.Array, k_new: jax.Array, v_new: jax.Array, cache: KVCache | PagedKVCache,
+                lengths: jax.Array, *, block_kv: int, splits: int = 1, layer: jax.Array | int | None = None,
+                interpret: bool | None = None) -> tuple[jax.Array, KVCache | PagedKVCache]:
     """One decode step: append (k_new, v_new) at lengths-1, then attend over lengths positions.
 
     q (B, H, D); k_new, v_new (B, G, D); cache a ``KVCache`` or ``PagedKVCache``;
     lengths int32 (B,) = valid positions after the append. Returns (out (B, H, D), new cache).
+    ``layer``: the cache is stacked over layers and only that layer is written and read (a layer
+    scan carries the stacked cache, so it is updated in place).
     ``splits`` (contiguous caches): flash-decoding over that many KV ranges."""
     lengths = jnp.asarray(lengths)
     if isinstance(cache, PagedKVCache):
         if splits != 1:
             raise AccelsimError("decode: splits > 1 is implemented for contiguous caches only")
         cache = cache._replace(page_table=jnp.asarray(cache.page_table))
-        b, h, g, d, _, _ = _check_paged(q, cache.k_pages, cache.v_pages, cache.page_table,
-                                        lengths, block_kv)
-        _check_new(k_new, v_new, b, g, d, cache.k_pages.dtype)
-        cache = append_kv(k_new, v_new, cache, lengths, interpret=interpret)
-        out = _paged_attention(q, cache.k_pages, cache.v_pages, cache.page_table, lengths,
-                               block_kv=block_kv, interpret=_default_interpret(interpret))
+        b, h, g, d, _, _ = check_paged(q, cache.k_pages, cache.v_pages, cache.page_table, lengths, block_kv, layer)
+        check_new(k_new, v_new, b, g, d, cache.k_pages.dtype)
+        cache = append_kv(k_new, v_new, cache, lengths, layer=layer, interpret=interpret)
+        out = _attend_paged(q, cache.k_pages, cache.v_pages, cache.page_table, lengths, layer_operand(layer),
+                            block_kv, interpret)
         return out, cache
     if not isinstance(cache, KVCache):
         raise AccelsimError(f"decode: cache must be a KVCache or PagedKVCache, got {type(cache).__name__}")
-    b, h, g, d = _check_contiguous(q, cache.k, cache.v, lengths, block_kv)
-    _check_new(k_new, v_new, b, g, d, cache.k.dtype)
-    cache = append_kv(k_new, v_new, cache, lengths, interpret=interpret)
-    return _attend_contiguous(q, cache.k, cache.v, lengths, block_kv, splits, interpret), cache
+    b, h, g, d = check_contiguous(q, cache.k, cache.v, lengths, block_kv, layer)
+    check_new(k_new, v_new, b, g, d, cache.k.dtype)
+    cache = append_kv(k_new, v_new, cache, lengths, layer=layer, interpret=interpret)
+    return _attend_contiguous(q, cache.k, cache.v, lengths, layer_operand(layer), block_kv, splits,
+                              interpret), cache
 
 
-# ---------------------------------------------------------------------------------------------
-# References (plain jnp)
-
-def gather_pages(pages, page_table):
-    """(P, G, page_size, D) pages + (B, max_pages) table -> contiguous (B, G, max_pages * page_size, D)."""
-    x = pages[page_table]  # (B, max_pages, G, page_size, D)
-    b, mp, g, ps, d = x.shape
-    return x.transpose(0, 2, 1, 3, 4).reshape(b, g, mp * ps, d)
-
-
-def decode_reference(q, k_cache, v_cache, lengths):
-    """Plain jnp attention of q (B, H, D) over positions [0, lengths[b]) of (B, G, L, D) caches."""
-    (b, h, d), (_, g, l_max, _) = q.shape, k_cache.shape
-    group = h // g
-    qf = q.astype(jnp.float32).reshape(b, g, group, d)
-    s = jnp.einsum("bgrd,bgld->bgrl", qf, k_cache.astype(jnp.float32),
-                   precision=lax.Precision.HIGHEST) / math.sqrt(d)
-    valid = jnp.arange(l_max)[None, :] < jnp.asarray(lengths)[:, None]
-    s = jnp.where(valid[:, None, None, :], s, -jnp.inf)
-    p = jax.nn.softmax(s, axis=-1)
-    v = jnp.where(valid[:, None, :, None], v_cache.astype(jnp.float32), 0.0)
-    out = jnp.einsum("bgrl,bgld->bgrd", p, v, precision=lax.Precision.HIGHEST)
-    return out.reshape(b, h, d).astype(q.dtype)
-
-
-def decode_step_reference(q, k_new, v_new, cache, lengths):
-    """Plain jnp ``decode_step``: scatter the new token, then ``decode_reference``."""
-    b = q.shape[0]
-    pos = jnp.asarray(lengths) - 1
-    bi = jnp.arange(b)
-    if isinstance(cache, PagedKVCache):
-        ps = cache.k_pages.shape[2]
-        page = cache.page_table[bi, pos // ps]
-        k = cache.k_pages.at[page, :, pos % ps].set(k_new)
-        v = cache.v_pages.at[page, :, pos % ps].set(v_new)
-        new = PagedKVCache(k, v, cache.page_table)
-        out = decode_reference(q, gather_pages(k, cache.page_table),
-                               gather_pages(v, cache.page_table), lengths)
-        return out, new
-    k = cache.k.at[bi, :, pos].set(k_new)
-    v = cache.v.at[bi, :, pos].set(v_new)
-    return decode_reference(q, k, v, lengths), KVCache(k, v)
+from kernels.decode_reference import decode_reference, decode_step_reference  # noqa: E402,F401 (re-exported)

@@ -6,8 +6,9 @@ scratch) and is written once. Ragged edges: Pallas pads out-of-bounds block elem
 in interpret mode), so the K tail is masked to zero in both operands; M and N tails only produce
 rows/columns that are discarded on write-back.
 
-On GPU the Triton lowering runs grid programs in parallel, so there the k loop moves inside the
-program (same blocks, same copies).
+On a GPU target the Triton form runs instead (``kernels.matmul_gpu``): Triton runs grid programs in
+parallel, so the k loop moves inside the program (same blocks, same copies); Triton rather than
+Mosaic GPU because it streams the k slices instead of staging whole panels (``kernels.backend``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
-from kernels.backend import default_interpret, on_gpu
+from kernels.backend import default_interpret, kernel_form
+from kernels.grid_exec import kernel_call
+from kernels.matmul_gpu import matmul_gpu
+from kernels.matmul_split import split_k_matmul
 from kernels.specs import KernelSpecs
 
 
@@ -48,7 +52,7 @@ def _matmul_kernel(a_ref, b_ref, o_ref, acc_ref, *, bk: int, k_total: int):
         o_ref[...] = acc_ref[...].astype(o_ref.dtype)
 
 
-def matmul_specs(m: int, k: int, n: int, *, bm: int, bn: int, bk: int, in_dtype, out_dtype) -> KernelSpecs:
+def matmul_specs(m: int, k: int, n: int, *, bm: int, bn: int, bk: int, in_dtype, out_dtype, b_dtype=None) -> KernelSpecs:
     """Grid (i, j, k), A blocks (bm, bk) at (i, k), B blocks (bk, bn) at (k, j), C blocks (bm, bn) at (i, j),
     and the f32 accumulator scratch."""
     return KernelSpecs(
@@ -56,23 +60,37 @@ def matmul_specs(m: int, k: int, n: int, *, bm: int, bn: int, bk: int, in_dtype,
         in_specs=[pl.BlockSpec((bm, bk), lambda i, j, kk: (i, kk)), pl.BlockSpec((bk, bn), lambda i, j, kk: (kk, j))],
         out_specs=[pl.BlockSpec((bm, bn), lambda i, j, kk: (i, j))],
         scratch_shapes=[pltpu.VMEM((bm, bn), jnp.float32)],
-        in_arrays=[((m, k), in_dtype), ((k, n), in_dtype)], out_arrays=[((m, n), out_dtype)])
+        in_arrays=[((m, k), in_dtype), ((k, n), b_dtype or in_dtype)], out_arrays=[((m, n), out_dtype)])
 
 
-@functools.partial(jax.jit, static_argnames=("bm", "bn", "bk", "out_dtype", "interpret"))
-def matmul(a: jax.Array, b: jax.Array, *, bm: int, bn: int, bk: int, out_dtype=None,
+def matmul(a: jax.Array, b: jax.Array, *, bm: int, bn: int, bk: int, splits: int = 1, out_dtype=None,
            interpret: bool | None = None) -> jax.Array:
-    """C = A @ B with f32 accumulation, executed in (bm, bn, bk) blocks; any M, K, N."""
+    """C = A @ B with f32 accumulation, executed in (bm, bn, bk) blocks; any M, K, N. ``splits`` > 1 cuts
+    K into that many ranges computed in parallel and summed (kernels/matmul_split.py).
+
+    ``interpret=None``: on CPU the compiled executor (``kernels.grid_exec``; ``interpret=True``: Pallas
+    interpret mode), Mosaic on TPU, the Triton form on a GPU target (``kernels.matmul_gpu``;
+    ``kernels.backend.lowering_for``)."""
     (m, k_total), (k2, n) = a.shape, b.shape
     if k_total != k2:
         raise ValueError(f"matmul: inner dimensions differ ({k_total} vs {k2})")
-    out_dtype = out_dtype or jnp.result_type(a.dtype, b.dtype)
+    out_dtype = jnp.dtype(out_dtype or jnp.result_type(a.dtype, b.dtype))
+    form = kernel_form(interpret)
     interpret = default_interpret() if interpret is None else interpret
-    if on_gpu() and not interpret:
-        return _matmul_gpu(a, b, bm=bm, bn=bn, bk=bk, out_dtype=out_dtype)
+    return _matmul(a, b, bm=bm, bn=bn, bk=bk, splits=splits, out_dtype=out_dtype, interpret=interpret, form=form)
+
+
+@functools.partial(jax.jit, static_argnames=("bm", "bn", "bk", "splits", "out_dtype", "interpret", "form"))
+def _matmul(a, b, *, bm: int, bn: int, bk: int, splits: int, out_dtype, interpret: bool, form: str):
+    (m, k_total), n = a.shape, b.shape[1]
+    if form == "gpu":
+        return matmul_gpu(a, b, bm=bm, bn=bn, bk=bk, splits=splits, out_dtype=out_dtype)
+    if splits > 1:
+        return split_k_matmul(a, b, bm=bm, bn=bn, bk=bk, splits=splits, out_dtype=out_dtype, interpret=interpret,
+                              mask_k_tail=_mask_k_tail, compiled=form == "compiled")
     specs = matmul_specs(m, k_total, n, bm=bm, bn=bn, bk=bk, in_dtype=a.dtype, out_dtype=out_dtype)
-    return pl.pallas_call(
-        functools.partial(_matmul_kernel, bk=bk, k_total=k_total),
+    return kernel_call(
+        functools.partial(_matmul_kernel, bk=bk, k_total=k_total), compiled=form == "compiled",
         grid=specs.grid,
         in_specs=specs.in_specs,
         out_specs=specs.out_specs[0],
@@ -80,34 +98,6 @@ def matmul(a: jax.Array, b: jax.Array, *, bm: int, bn: int, bk: int, out_dtype=N
         scratch_shapes=specs.scratch_shapes,
         interpret=interpret,
         name="accelsim_matmul",
-    )(a, b)
-
-
-def _matmul_gpu(a, b, *, bm: int, bn: int, bk: int, out_dtype):
-    """Triton form: one program per output block, the k loop inside it over the same bk slices."""
-    (m, k_total), n = a.shape, b.shape[1]
-    n_k = pl.cdiv(k_total, bk)
-
-    def kernel(a_ref, b_ref, o_ref):
-        def body(kk, acc):
-            a_blk = a_ref[:, pl.ds(kk * bk, bk)]
-            b_blk = b_ref[pl.ds(kk * bk, bk), :]
-            if k_total % bk:
-                a_blk, b_blk = _mask_k_tail(a_blk, b_blk, kk, bk, k_total)
-            return acc + jnp.dot(a_blk, b_blk, preferred_element_type=jnp.float32)
-
-        acc = jax.lax.fori_loop(0, n_k, body, jnp.zeros((bm, bn), jnp.float32))
-        o_ref[...] = acc.astype(o_ref.dtype)
-
-    k_padded = n_k * bk
-    return pl.pallas_call(
-        kernel,
-        grid=(pl.cdiv(m, bm), pl.cdiv(n, bn)),
-        in_specs=[pl.BlockSpec((bm, k_padded), lambda i, j: (i, 0)),
-                  pl.BlockSpec((k_padded, bn), lambda i, j: (0, j))],
-        out_specs=pl.BlockSpec((bm, bn), lambda i, j: (i, j)),
-        out_shape=jax.ShapeDtypeStruct((m, n), out_dtype),
-        name="accelsim_matmul_gpu",
     )(a, b)
 
 

@@ -23,9 +23,13 @@ The machine
 * The array is fixed-function: a fold always drives all R x C PEs.  A partial (edge) fold is
   zero-padded, so it takes as many cycles as a full one; only real (unpadded) elements count as
   edge traffic.
-* Folds run one after another on the one array with no overlap: a fold's cycles start with its
-  preload (if any) and end with the cycle in which its last result leaves the array; the next fold
-  starts on the following cycle.  Total cycles = sum over folds (each fold's count is simulated).
+* By default folds run one after another on the one array with no overlap: a fold's cycles start
+  with its preload (if any) and end with the cycle in which its last result leaves the array; the
+  next fold starts on the following cycle.  Total cycles = sum over folds (each fold's count is
+  simulated).  With ``stationary_double_buffered`` (WS/IS: a shadow stationary bank per PE) or
+  ``drain_overlaps`` (OS: an output register and drain chain per PE) consecutive folds share the
+  array and the whole matmul is simulated as one stream of cycles: ``kernels/systolic_stream.py``
+  defines those machines cycle by cycle.
 
 Dataflows (T = length of the stream through one fold)
 ------------------------------------------------------
@@ -49,9 +53,11 @@ Folds: ceil(K/R) x ceil(N/C); reduction folds are added up in the output (accumu
 of column j.  It is WS on C^T = B^T A^T.  Folds: ceil(K/R) x ceil(M/C).
     cycles per fold = 2R + C + N - 2.
 
-These are the textbook counts of SCALE-Sim (Samajdar et al., arXiv:1811.02883: 2*Sr + Sc + T - 2
-per fold with the full array size; its v2 trace generator, scalesim/compute/systolic_compute_ws.py,
-likewise charges arr_row weight-load cycles and pads partial folds with null requests).
+For WS and IS these are SCALE-Sim's counts (Samajdar et al., arXiv:1811.02883: 2*Sr + Sc + T - 2
+per fold with the full array size; its v2/v3 trace generators, scalesim/compute/systolic_compute_ws.py
+and _is.py, likewise charge arr_row weight-load cycles and pad partial folds with null requests).
+SCALE-Sim's OS fold hides the R drain cycles under the skew (T + R + C - 2); see the docstring of
+``accelsim/cost/systolic.py`` for where we differ and why.
 
 Edge traffic reported by ``systolic_run`` counts, in the simulation, the real elements each feeder
 injects (A, B) and each real result that leaves the bottom edge (partial sums of non-final
@@ -59,13 +65,14 @@ reduction folds and final outputs separately).
 
 Implementation
 --------------
-``systolic_run`` runs eagerly (it returns Python ints).  The host lays out the folds and the
-feeders' skew buffers (what each edge lane presents at each feeder clock) with numpy; a jitted,
-vmapped ``lax.scan`` steps the cycles of up to 32 folds side by side; the host's output buffer
-places and accumulates the results.  The scan simulates the R x C array inside a grid padded to a
-power of two (at least 8) and runs for a static upper bound of cycles (the stream length padded to a
-power of two, at least 32), so one compilation serves many shapes: the count is the busy cycles, not
-the scan length.  Meant for small arrays (up to a few dozen PEs a side).
+``systolic_run`` runs eagerly (it returns Python ints).  The host lays out the folds
+(``kernels/systolic_folds.py``) and the feeders' skew buffers (what each edge lane presents at
+each feeder clock) with numpy; a jitted, vmapped ``lax.scan`` steps the cycles of up to 32 folds
+side by side; the host's output buffer places and accumulates the results.  The scan simulates
+the R x C array inside a grid padded to a power of two (at least 8) and runs for a static upper
+bound of cycles (the stream length padded to a power of two, at least 32), so one compilation
+serves many shapes: the count is the busy cycles, not the scan length.  Meant for small arrays (up
+to a few dozen PEs a side).
 """
 
 from __future__ import annotations
@@ -79,6 +86,9 @@ import numpy as np
 
 from accelsim.chips.spec import DATAFLOWS
 from accelsim.errors import AccelsimError
+from kernels.systolic_cells import bucket, collect, count, row, shift_down, shift_right
+from kernels.systolic_folds import os_layout, stationary_layout
+from kernels.systolic_stream import output_stream, stationary_stream
 
 __all__ = ["DATAFLOWS", "SystolicRun", "reference_matmul", "systolic_matmul", "systolic_run"]
 
@@ -109,26 +119,6 @@ def reference_matmul(a, b) -> jax.Array:
     """Plain-jnp reference: a @ b with f32 accumulation."""
     return jnp.matmul(jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32),
                       precision=jax.lax.Precision.HIGHEST)
-
-
-def _count(x):
-    """Number of set flags, as int32 whatever the x64 setting."""
-    return jnp.sum(x, dtype=jnp.int32)
-
-
-def _shift_right(x, edge):
-    """Each row moves one PE right; ``edge`` (rows,) enters column 0."""
-    return jnp.concatenate([edge[:, None], x[:, :-1]], axis=1)
-
-
-def _shift_down(x, edge):
-    """Each column moves one PE down; ``edge`` (cols,) enters row 0."""
-    return jnp.concatenate([edge[None, :], x[:-1, :]], axis=0)
-
-
-def _row(x, i):
-    """Row i (traced) of a 2-D array."""
-    return jax.lax.dynamic_index_in_dim(x, i, axis=0, keepdims=False)
 
 
 def _scan_length(grid_r: int, grid_c: int, stream_cap: int) -> int:
@@ -166,21 +156,21 @@ def _os_fold(fa, fat, fb, fbt, real_r, real_c, R, C, T):
         busy = s["nout"] < R * C
         draining = jnp.all((s["nmac"] == T) | ~exists)   # every PE finished its T MACs earlier
         ia, ib = jnp.minimum(t, last_a), jnp.minimum(t, last_b)
-        ea, eat, eb, ebt = _row(fa, ia), _row(fat, ia), _row(fb, ib), _row(fbt, ib)
-        a, at = _shift_right(s["a"], ea), _shift_right(s["at"], eat)
-        b, bt = _shift_down(s["b"], eb), _shift_down(s["bt"], ebt)
+        ea, eat, eb, ebt = row(fa, ia), row(fat, ia), row(fb, ib), row(fbt, ib)
+        a, at = shift_right(s["a"], ea), shift_right(s["at"], eat)
+        b, bt = shift_down(s["b"], eb), shift_down(s["bt"], ebt)
         mac = (at >= 0) & (bt >= 0) & exists
         # drain: the accumulators move down one row; row R-1's leave the array
-        exit_v = jnp.where(draining, _row(s["acc"], R - 1), 0.0)
-        exit_t = jnp.where(draining, _row(s["rt"], R - 1), -1)
-        acc = jnp.where(draining, _shift_down(s["acc"], jnp.zeros((GC,), f32)),
+        exit_v = jnp.where(draining, row(s["acc"], R - 1), 0.0)
+        exit_t = jnp.where(draining, row(s["rt"], R - 1), -1)
+        acc = jnp.where(draining, shift_down(s["acc"], jnp.zeros((GC,), f32)),
                         s["acc"] + jnp.where(mac, a * b, 0.0))
-        rt = jnp.where(draining, _shift_down(s["rt"], jnp.full((GC,), -1, i32)), s["rt"])
+        rt = jnp.where(draining, shift_down(s["rt"], jnp.full((GC,), -1, i32)), s["rt"])
         new = dict(a=a, at=at, b=b, bt=bt, acc=acc, nmac=s["nmac"] + mac, rt=rt,
-                   nout=s["nout"] + _count(exit_t >= 0), cycles=s["cycles"] + busy,
-                   a_in=s["a_in"] + _count((eat >= 0) & (ri[:, 0] < real_r)),
-                   b_in=s["b_in"] + _count((ebt >= 0) & (cj[0] < real_c)),
-                   bad=s["bad"] + _count(mac & (at != bt)))          # A[i, s] must meet B[s, j]
+                   nout=s["nout"] + count(exit_t >= 0), cycles=s["cycles"] + busy,
+                   a_in=s["a_in"] + count((eat >= 0) & (ri[:, 0] < real_r)),
+                   b_in=s["b_in"] + count((ebt >= 0) & (cj[0] < real_c)),
+                   bad=s["bad"] + count(mac & (at != bt)))          # A[i, s] must meet B[s, j]
         return new, (exit_v, exit_t)
 
     length = _scan_length(GR, GC, cap)
@@ -216,24 +206,24 @@ def _ws_fold(w, fx, fxt, real_r, real_c, R, C, T):
         # preload: the top feeder pushes the tile bottom row first; the columns shift down
         push = ~loaded
         src = R - 1 - s["p"]
-        wreg = jnp.where(push, _shift_down(s["w"], _row(w, jnp.clip(src, 0, GR - 1))), s["w"])
-        wv = jnp.where(push, _shift_down(s["wv"], jnp.ones((GC,), bool)), s["wv"])
+        wreg = jnp.where(push, shift_down(s["w"], row(w, jnp.clip(src, 0, GR - 1))), s["w"])
+        wv = jnp.where(push, shift_down(s["wv"], jnp.ones((GC,), bool)), s["wv"])
         # stream (once loaded): skewed rows enter from the left, partial sums move down
         i = jnp.minimum(s["s"], last)
-        ex, ext = _row(fx, i), jnp.where(loaded, _row(fxt, i), -1)
-        a, at = _shift_right(s["a"], ex), _shift_right(s["at"], ext)
-        ps_in = _shift_down(s["ps"], jnp.zeros((GC,), f32))
-        pt_in = _shift_down(s["pt"], jnp.full((GC,), -1, i32))
+        ex, ext = row(fx, i), jnp.where(loaded, row(fxt, i), -1)
+        a, at = shift_right(s["a"], ex), shift_right(s["at"], ext)
+        ps_in = shift_down(s["ps"], jnp.zeros((GC,), f32))
+        pt_in = shift_down(s["pt"], jnp.full((GC,), -1, i32))
         live = (at >= 0) & exists
         ps = ps_in + jnp.where(live, a * wreg, 0.0)
         pt = jnp.where(live, at, -1)
-        exit_v, exit_t = _row(ps, R - 1), _row(pt, R - 1)      # row R-1's sums leave the array
+        exit_v, exit_t = row(ps, R - 1), row(pt, R - 1)      # row R-1's sums leave the array
         new = dict(p=s["p"] + push, w=wreg, wv=wv, s=s["s"] + loaded, a=a, at=at, ps=ps, pt=pt,
-                   nout=s["nout"] + _count(exit_t >= 0), cycles=s["cycles"] + busy,
-                   w_in=s["w_in"] + jnp.where(push & (src < real_r), _count(cj[0] < real_c), 0),
-                   x_in=s["x_in"] + _count((ext >= 0) & (ri[:, 0] < real_r)),
+                   nout=s["nout"] + count(exit_t >= 0), cycles=s["cycles"] + busy,
+                   w_in=s["w_in"] + jnp.where(push & (src < real_r), count(cj[0] < real_c), 0),
+                   x_in=s["x_in"] + count((ext >= 0) & (ri[:, 0] < real_r)),
                    # a partial sum must meet the operand of its own output row
-                   bad=s["bad"] + _count((pt_in >= 0) & (pt_in != at) & exists))
+                   bad=s["bad"] + count((pt_in >= 0) & (pt_in != at) & exists))
         return new, (exit_v, exit_t)
 
     length = _scan_length(GR, GC, cap)
@@ -247,10 +237,6 @@ _OS_CHUNK = jax.jit(jax.vmap(_os_fold, in_axes=(0, 0, 0, 0, 0, 0) + _DIMS))
 _WS_CHUNK = jax.jit(jax.vmap(_ws_fold, in_axes=(0, 0, 0, 0, 0) + _DIMS))
 _FOLDS_PER_CALL = 32          # folds simulated side by side per call (the last call is padded)
 
-
-def _bucket(n: int, floor: int) -> int:
-    """Static size for a dynamic extent: the next power of two, at least ``floor``."""
-    return max(floor, 1 << (n - 1).bit_length())
 
 
 def _skew_buffers(streams: np.ndarray, lanes: int, T: int, cap: int, grid: int):
@@ -287,83 +273,76 @@ def _simulate(engine, per_fold: list, R: int, C: int, T: int) -> dict:
 
 
 def _collect(res: dict, rows: int) -> np.ndarray:
-    """The output buffer: the value that left column j with tag r in fold f goes to out[f, r, j]."""
+    """The output buffer for folds simulated side by side: fold f's exits go to out[f]."""
     tags = res["exit_t"]                                    # (F, cycles, GC)
-    f, t, j = np.nonzero(tags >= 0)
-    out = np.zeros((tags.shape[0], rows, tags.shape[2]), np.float32)
-    out[f, tags[f, t, j], j] = res["exit_v"][f, t, j]
-    return out
+    folds = np.broadcast_to(np.arange(tags.shape[0])[:, None, None], tags.shape)
+    return collect(res["exit_v"], tags, folds, tags.shape[0], rows)
 
 
-def _ceil(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def _emulate(a: np.ndarray, b: np.ndarray, R: int, C: int, dataflow: str) -> dict:
-    """Fold the matmul onto the array, simulate every fold, assemble the product and the counts."""
-    M, K = a.shape
-    N = b.shape[1]
-    GR, GC = _bucket(R, 8), _bucket(C, 8)
-    if dataflow == "output_stationary":
-        T, cap = K, _bucket(K, 32)
-        fm, fn = _ceil(M, R), _ceil(N, C)
-        im, jn = (x.ravel() for x in np.meshgrid(np.arange(fm), np.arange(fn), indexing="ij"))
-        a_p = np.zeros((fm * R, K), np.float32)
-        a_p[:M] = a
-        b_p = np.zeros((K, fn * C), np.float32)
-        b_p[:, :N] = b
-        a_rows = a_p.reshape(fm, R, K).transpose(0, 2, 1)[im]                  # (F, K, R): lane = row
-        b_cols = b_p.reshape(K, fn, C).transpose(1, 0, 2)[jn]                  # (F, K, C): lane = column
-        real_r, real_c = np.minimum(R, M - R * im), np.minimum(C, N - C * jn)
-        fa, fat = _skew_buffers(a_rows, R, T, cap, GR)
-        fb, fbt = _skew_buffers(b_cols, C, T, cap, GC)
-        res = _simulate(_OS_CHUNK, [fa, fat, fb, fbt, real_r.astype(np.int32), real_c.astype(np.int32)],
-                        R, C, T)
-        out = _collect(res, GR)                                                 # (F, GR, GC)
-        product = np.zeros((M, N), np.float32)
-        for f, (i, j) in enumerate(zip(im, jn)):
-            product[i * R:i * R + real_r[f], j * C:j * C + real_c[f]] = out[f, :real_r[f], :real_c[f]]
-        a_el, b_el = int(res["x_in"].sum()), int(res["y_in"].sum())
-        tags = res["exit_t"]                                # real results: inside the fold's tile
-        real = (tags >= 0) & (tags < real_r[:, None, None]) & (np.arange(GC) < real_c[:, None, None])
-        partial, final = 0, int(real.sum())
+def _os_emulate(a: np.ndarray, b: np.ndarray, R: int, C: int, GR: int, GC: int, overlap: bool) -> dict:
+    L = os_layout(a, b, R, C, GR, GC)
+    T = a.shape[1]
+    if overlap:
+        res = output_stream(L["a_rows"], L["a_real"], L["b_cols"], L["b_real"], R, C, T)
+        out, tags, folds = res["tiles"], res["exit_t"][None], res["exit_f"][None]
     else:
-        if dataflow == "weight_stationary":
-            stat, stream = b, a                       # stationary (K, P), stream (T, K)
-        else:
-            stat, stream = a.T, b.T
-        T, P = stream.shape[0], stat.shape[1]
-        cap = _bucket(T, 32)
-        fk, fp = _ceil(K, R), _ceil(P, C)
-        ik, jp = (x.ravel() for x in np.meshgrid(np.arange(fk), np.arange(fp), indexing="ij"))
-        s_p = np.zeros((fk * GR, fp * GC), np.float32)         # each tile padded to the grid
-        for i in range(fk):
-            for j in range(fp):
-                tile = stat[i * R:(i + 1) * R, j * C:(j + 1) * C]
-                s_p[i * GR:i * GR + tile.shape[0], j * GC:j * GC + tile.shape[1]] = tile
-        tiles = s_p.reshape(fk, GR, fp, GC).transpose(0, 2, 1, 3).reshape(-1, GR, GC)
-        x_p = np.zeros((T, fk * R), np.float32)
-        x_p[:, :K] = stream
-        x_lanes = x_p.reshape(T, fk, R).transpose(1, 0, 2)[ik]                 # (F, T, R): lane = row
-        real_r, real_c = np.minimum(R, K - R * ik), np.minimum(C, P - C * jp)
-        fx, fxt = _skew_buffers(x_lanes, R, T, cap, GR)
-        res = _simulate(_WS_CHUNK, [tiles, fx, fxt, real_r.astype(np.int32), real_c.astype(np.int32)],
+        cap = bucket(T, 32)
+        fa, fat = _skew_buffers(L["a_rows"][:, :, :R], R, T, cap, GR)
+        fb, fbt = _skew_buffers(L["b_cols"][:, :, :C], C, T, cap, GC)
+        res = _simulate(_OS_CHUNK, [fa, fat, fb, fbt, L["real_r"].astype(np.int32), L["real_c"].astype(np.int32)],
                         R, C, T)
-        # The output (accumulator) buffer adds the reduction folds' partial sums, in fold order, in f32.
-        sums = _collect(res, T)                                                 # (F, T, GC)
-        out = np.zeros((T, P), np.float32)
-        for f, j in enumerate(jp):
-            out[:, j * C:j * C + real_c[f]] += sums[f, :, :real_c[f]]
-        product = out if dataflow == "weight_stationary" else out.T
-        stat_el, stream_el = int(res["stat_in"].sum()), int(res["x_in"].sum())
-        a_el, b_el = (stream_el, stat_el) if dataflow == "weight_stationary" else (stat_el, stream_el)
-        real = ((res["exit_t"] >= 0) & (np.arange(GC) < real_c[:, None, None])).sum(axis=(1, 2))
-        last = ik == fk - 1
-        partial, final = int(real[~last].sum()), int(real[last].sum())
-    if not res["done"].all() or res["bad"].any():
-        raise RuntimeError(f"systolic emulator fault: done={res['done'].all()}, tag errors={res['bad'].sum()}")
-    return dict(product=product, fold_cycles=tuple(int(c) for c in res["cycles"]),
-                a=a_el, b=b_el, partial=partial, final=final)
+        out, tags = _collect(res, GR), res["exit_t"]                         # (F, GR, GC)
+        folds = np.broadcast_to(np.arange(tags.shape[0])[:, None, None], tags.shape)
+    M, N = a.shape[0], b.shape[1]
+    product = np.zeros((M, N), np.float32)
+    for f, (i, j) in enumerate(zip(L["im"], L["jn"])):
+        rr, rc = L["real_r"][f], L["real_c"][f]
+        product[i * R:i * R + rr, j * C:j * C + rc] = out[f, :rr, :rc]
+    safe = np.maximum(folds, 0)                             # real results: inside their fold's tile
+    real = (tags >= 0) & (tags < L["real_r"][safe]) & (np.arange(GC) < L["real_c"][safe])
+    return dict(res, product=product, a=int(np.sum(res["x_in"])), b=int(np.sum(res["y_in"])),
+                partial=0, final=int(real.sum()))
+
+
+def _stationary_emulate(a: np.ndarray, b: np.ndarray, R: int, C: int, GR: int, GC: int, dataflow: str,
+                        overlap: bool) -> dict:
+    stat, stream = (b, a) if dataflow == "weight_stationary" else (a.T, b.T)   # stationary (K, P), stream (T, K)
+    L = stationary_layout(stat, stream, R, C, GR, GC)
+    T, P = stream.shape[0], stat.shape[1]
+    if overlap:
+        res = stationary_stream(L["tiles"], L["tile_real"], L["lanes"], L["lane_real"], R, C, T)
+        sums, tags, folds = res["sums"], res["exit_t"][None], res["exit_f"][None]
+    else:
+        fx, fxt = _skew_buffers(L["lanes"][:, :, :R], R, T, bucket(T, 32), GR)
+        res = _simulate(_WS_CHUNK, [L["tiles"], fx, fxt, L["real_r"].astype(np.int32),
+                                    L["real_c"].astype(np.int32)], R, C, T)
+        sums, tags = _collect(res, T), res["exit_t"]                          # (F, T, GC)
+        folds = np.broadcast_to(np.arange(tags.shape[0])[:, None, None], tags.shape)
+    # The output (accumulator) buffer adds the reduction folds' partial sums, in fold order, in f32.
+    out = np.zeros((T, P), np.float32)
+    for f, j in enumerate(L["jp"]):
+        out[:, j * C:j * C + L["real_c"][f]] += sums[f, :, :L["real_c"][f]]
+    product = out if dataflow == "weight_stationary" else out.T
+    stat_el, stream_el = int(np.sum(res["stat_in"])), int(np.sum(res["x_in"]))
+    a_el, b_el = (stream_el, stat_el) if dataflow == "weight_stationary" else (stat_el, stream_el)
+    safe = np.maximum(folds, 0)
+    real = (tags >= 0) & (np.arange(GC) < L["real_c"][safe])
+    last = L["last"][safe]
+    return dict(res, product=product, a=a_el, b=b_el, partial=int((real & ~last).sum()),
+                final=int((real & last).sum()))
+
+
+def _emulate(a: np.ndarray, b: np.ndarray, R: int, C: int, dataflow: str, overlap: bool) -> dict:
+    """Fold the matmul onto the array, simulate every cycle, assemble the product and the counts."""
+    GR, GC = bucket(R, 8), bucket(C, 8)
+    if dataflow == "output_stationary":
+        r = _os_emulate(a, b, R, C, GR, GC, overlap)
+    else:
+        r = _stationary_emulate(a, b, R, C, GR, GC, dataflow, overlap)
+    if not np.all(r["done"]) or np.any(r["bad"]):
+        raise RuntimeError(f"systolic emulator fault: done={np.all(r['done'])}, tag errors={np.sum(r['bad'])}")
+    fold_cycles = r["intervals"] if overlap else tuple(int(c) for c in r["cycles"])
+    return dict(r, fold_cycles=fold_cycles)
 
 
 def _check_args(a, b, rows, cols, dataflow):
@@ -378,22 +357,28 @@ def _check_args(a, b, rows, cols, dataflow):
         raise AccelsimError(f"a and b must be non-empty, got shapes {a.shape} and {b.shape}")
 
 
-def systolic_run(a, b, rows: int, cols: int, dataflow: str) -> SystolicRun:
+def systolic_run(a, b, rows: int, cols: int, dataflow: str, *, stationary_double_buffered: bool = False,
+                 drain_overlaps: bool = False) -> SystolicRun:
     """Emulate a @ b on one rows x cols array, cycle by cycle; return product, cycles and edge counts.
 
-    Runs eagerly (the cycle count is a Python int); the per-fold cycle loop is a jitted
-    ``lax.scan``, compiled once per (engine, array size bucket, stream length bucket).
+    ``stationary_double_buffered`` (weight/input-stationary) and ``drain_overlaps``
+    (output-stationary) run the folds back to back on shared hardware (``kernels/systolic_stream.py``);
+    each flag is ignored by the dataflows it does not describe.  Then ``fold_cycles`` holds each
+    fold's interval (first streamed row to the next fold's), not its cycles alone.  Runs eagerly
+    (the cycle count is a Python int); the cycle loops are jitted ``lax.scan``s.
     """
     a = np.asarray(jnp.asarray(a).astype(jnp.float32))      # bf16 -> f32 is exact
     b = np.asarray(jnp.asarray(b).astype(jnp.float32))
     _check_args(a, b, rows, cols, dataflow)
-    r = _emulate(a, b, int(rows), int(cols), dataflow)
+    overlap = bool(drain_overlaps if dataflow == "output_stationary" else stationary_double_buffered)
+    r = _emulate(a, b, int(rows), int(cols), dataflow, overlap)
     return SystolicRun(product=jnp.asarray(r["product"]), cycles=sum(r["fold_cycles"]),
                        fold_cycles=r["fold_cycles"], a_elements=r["a"], b_elements=r["b"],
                        out_partial_elements=r["partial"], out_final_elements=r["final"])
 
 
-def systolic_matmul(a, b, rows: int, cols: int, dataflow: str) -> tuple[jax.Array, int]:
-    """(a @ b computed by the emulated array with f32 accumulation, exact total cycle count)."""
-    run = systolic_run(a, b, rows, cols, dataflow)
+def systolic_matmul(a, b, rows: int, cols: int, dataflow: str, **overlap: bool) -> tuple[jax.Array, int]:
+    """(a @ b computed by the emulated array with f32 accumulation, exact total cycle count);
+    ``overlap``: the keyword flags of ``systolic_run``."""
+    run = systolic_run(a, b, rows, cols, dataflow, **overlap)
     return run.product, run.cycles

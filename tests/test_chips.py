@@ -427,7 +427,7 @@ def test_trainium2_blocks_obey_the_partition_rule_and_fit_psum():
     m, k, n = 1000, 3000, 700
     blocks = candidate_blocks(m, k, n, chip, "bf16", "bf16")
     assert blocks
-    for bm, bn, bk in blocks:
+    for bm, bn, bk, _ in blocks:
         assert bm % 128 == 0 or bm == m, (bm, bn, bk)  # partition dims: whole 128-partition tiles
         assert bk % 128 == 0 or bk == k, (bm, bn, bk)
         assert bn % 128 == 0 or bn == n, (bm, bn, bk)
@@ -445,8 +445,10 @@ def test_trainium2_fp8_4096_cubed_is_compute_bound_worked_by_hand():
     speedup = peak / (cores * clock) / (2 * rows * cols)  # fp8 runs at twice the array's 2*R*C FLOP per clock
     gm, gn, gk = math.ceil(m / bm), math.ceil(n / bn), math.ceil(k / bk)
     steps = gm * gn * gk
-    # weight-stationary: ceil(bk/R) * ceil(bn/C) folds per step, each 2R + C + bm - 2 cycles
-    per_step = math.ceil(bk / rows) * math.ceil(bn / cols) * (2 * rows + cols + bm - 2) / speedup
+    # weight-stationary: ceil(bk/R) * ceil(bn/C) folds per step, each 2R + C + bm - 2 cycles alone; the
+    # stationary tiles double-buffer ([systolic] in the chip file), so a fold starts every max(bm, R) cycles
+    folds = math.ceil(bk / rows) * math.ceil(bn / cols)
+    per_step = ((folds - 1) * max(bm, rows) + 2 * rows + cols + bm - 2) / speedup
     compute = math.ceil(gm * gn / cores) * gk * per_step
     # HBM (fp8, 1 byte): A once per j-block when K is split, B once per i-block, C written once
     hbm = m * k * (gn if gk > 1 else 1) + k * n * (gm if gk > 1 or gn > 1 else 1) + m * n

@@ -83,7 +83,7 @@ def test_bad_chip_file_is_one_line_naming_file_and_field(tmp_path, capsys, edit,
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["matmul", "0", "4", "4", "--chip", "h100-sxm"], "dimension M must be a positive integer"),
+    (["matmul", "0", "4", "4", "--chip", "h100-sxm"], "argument M: must be a positive integer (got 0)"),
     (["matmul", "4", "4", "4", "--dtype", "fp7", "--chip", "h100-sxm"], "unknown dtype 'fp7'"),
     (["matmul", "4", "4", "4", "--chip", "h100"], "h100-sxm"),
     (["attention", "--heads", "6", "--kv-heads", "4", "--q-len", "8", "--chip", "h100-sxm"], "must divide"),

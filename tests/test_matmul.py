@@ -12,7 +12,7 @@ from accelsim.chips import load_chip, preset_names
 from accelsim.errors import AccelsimError
 from accelsim.tiling import plan_matmul
 from accelsim.tiling.matmul import candidate_blocks, main_level_bytes
-from accelsim.trace.price import price_kernel
+from accelsim.trace.price import price_kernel, total
 from accelsim.trace.workload import trace_workload
 from kernels.matmul import matmul
 from tests.conftest import as_f64, matmul_tolerance, random_array
@@ -36,11 +36,12 @@ def test_matmul_matches_float64(m, k, n, bm, bn, bk, dtype, seed):
 
 
 def _traced_cost(plan, chip, m, k, n, dtype):
+    """(the product kernel's record, the summed cost of every kernel the traced call ran)."""
     a = jnp.zeros((m, k), jnp.float32 if dtype == "f32" else jnp.bfloat16)
     b = jnp.zeros((k, n), a.dtype)
     trace = trace_workload(lambda x, y: matmul(x, y, **plan.blocks), a, b)
-    assert len(trace.kernels) == 1 and not trace.matmuls
-    return trace.kernels[0], price_kernel(trace.kernels[0], chip)
+    assert len(trace.kernels) == (1 if plan.blocks["splits"] == 1 else 2) and not trace.matmuls
+    return trace.kernels[0], total([price_kernel(record, chip) for record in trace.kernels])
 
 
 @settings(derandomize=True, deadline=None, max_examples=40)
@@ -60,6 +61,39 @@ def test_traced_counts_equal_closed_form(m, k, n, chip_name, dtype):
     assert plan.main_bytes >= plan.compulsory_bytes  # a cache filters re-reads, never the first read
 
 
+@settings(derandomize=True, deadline=None, max_examples=25)
+@given(m=st.integers(1, 40), k=st.integers(1, 300), n=st.integers(1, 40), bk=st.sampled_from([8, 16, 32]),
+       splits=st.integers(2, 8), chip_name=st.sampled_from(PRESETS), dtype=st.sampled_from(["f32", "bf16"]),
+       seed=st.integers(0, 2**16))
+def test_split_k_matches_float64_and_its_counts_equal_closed_form(m, k, n, bk, splits, chip_name, dtype, seed):
+    from kernels.matmul_split import split_k_valid
+
+    if not split_k_valid(k, bk, splits):
+        splits = 1
+    a, b = random_array(seed, (m, k), dtype), random_array(seed + 1, (k, n), dtype)
+    out = matmul(a, b, bm=8, bn=8, bk=bk, splits=splits)
+    a64, b64 = as_f64(a), as_f64(b)
+    assert np.all(np.abs(as_f64(out) - a64 @ b64) <= matmul_tolerance(a64, b64, k, dtype))
+    chip = load_chip(chip_name)
+    if dtype not in chip.matrix.dense_flops:
+        dtype = "bf16"
+    plan = plan_matmul(m, k, n, chip, dtype, blocks={"bm": 8, "bn": 8, "bk": bk, "splits": splits})
+    _, cost = _traced_cost(plan, chip, m, k, n, dtype)
+    assert cost.bytes_per_level == plan.bytes_per_level
+    assert cost.total_cycles == pytest.approx(plan.total_cycles, rel=1e-12)
+
+
+def test_split_k_copies_by_hand():
+    # K = 100 in blocks of 16: 7 k blocks; 3 splits of cdiv(7, 3) = 3 blocks: splits cover 3, 3, 1 blocks
+    # (48, 48 and 4 elements of K). M = 8 rows in one i block, N = 20 in two j blocks of 16.
+    copies = main_level_bytes(8, 100, 20, bm=8, bn=16, bk=16, in_bytes=2, out_bytes=2, splits=3)
+    # A: splits with several k blocks are re-read per j block (2), the one-block split once.
+    assert copies["a"] == (8 * 48 * 2 + 8 * 48 * 2 + 8 * 4 * 1) * 2
+    # B: every split's rows once per i block (1), as there are two j blocks.
+    assert copies["b"] == (48 + 48 + 4) * 20 * 2
+    assert copies["partial"] == copies["partial_read"] == 3 * 8 * 20 * 4 and copies["c"] == 8 * 20 * 2
+
+
 def test_compulsory_bytes_when_one_block_covers_everything():
     copies = main_level_bytes(100, 60, 70, bm=128, bn=128, bk=64, in_bytes=2, out_bytes=2)
     assert sum(copies.values()) == (100 * 60 + 60 * 70 + 100 * 70) * 2
@@ -73,7 +107,7 @@ def test_operand_reread_per_block_column():
 
 def test_tpu_blocks_obey_8_128_rule():
     chip = load_chip("tpu-v5e")
-    for bm, bn, bk in candidate_blocks(1000, 3000, 700, chip, "bf16", "bf16"):
+    for bm, bn, bk, _ in candidate_blocks(1000, 3000, 700, chip, "bf16", "bf16"):
         assert (bm % 8 == 0 or bm == 1000) and (bn % 128 == 0 or bn == 700) and (bk % 128 == 0 or bk == 3000)
 
 

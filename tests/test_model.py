@@ -24,8 +24,8 @@ from accelsim.trace.price import price_workload
 from accelsim.trace.workload import trace_workload
 
 # Ragged on purpose: no block divides SmolLM2's 576, 960, 3072, 1536 or 49152.
-RAGGED = ModelBlocks(qkv=(8, 256, 128), o=(8, 128, 256), gate_up=(8, 512, 256), down=(8, 256, 512),
-                     lm_head=(8, 8192, 256), attention=(4, 4), decode_kv=8)
+RAGGED = ModelBlocks(qkv=(8, 256, 128, 1), o=(8, 128, 256, 1), gate_up=(8, 512, 256, 1), down=(8, 256, 512, 1),
+                     lm_head=(8, 8192, 256, 1), attention=(4, 4), decode_kv=8)
 PROMPT = "The capital of France is"
 
 
@@ -59,7 +59,7 @@ def our_logits(smol, prompt_ids):
 def hf():
     for name in ("torch", "transformers", "accelerate"):
         pytest.importorskip(name)
-    from accelsim.models import hf_reference
+    from tests import hf_reference
 
     return hf_reference
 
@@ -129,8 +129,8 @@ def test_moe_with_room_for_every_token_equals_dense_mixture():
              "w_gate_up": jnp.asarray(rng.standard_normal((4, 32, 96)) * 0.1, jnp.float32),
              "w_down": jnp.asarray(rng.standard_normal((4, 48, 32)) * 0.1, jnp.float32)}
     h = jnp.asarray(rng.standard_normal((6, 32)), jnp.float32)
-    blocks = ModelBlocks(qkv=(8, 8, 8), o=(8, 8, 8), gate_up=(8, 32, 16), down=(8, 16, 16), lm_head=(8, 8, 8),
-                         router=(8, 8, 8), experts_touched=4, expert_capacity=6)
+    blocks = ModelBlocks(qkv=(8, 8, 8, 1), o=(8, 8, 8, 1), gate_up=(8, 32, 16, 1), down=(8, 16, 16, 1), lm_head=(8, 8, 8, 1),
+                         router=(8, 8, 8, 1), experts_touched=4, expert_capacity=6)
     ours = np.asarray(_moe_mlp(h, layer, c, blocks))
     probs = jax.nn.softmax(np.asarray(h) @ np.asarray(layer["w_router"]), axis=-1)
     weights, chosen = jax.lax.top_k(probs, 2)

@@ -62,7 +62,7 @@ def smol():
 @pytest.fixture(scope="module")
 def hf_tok():
     pytest.importorskip("transformers")
-    from accelsim.models.hf_reference import hf_tokenizer
+    from tests.hf_reference import hf_tokenizer
 
     return hf_tokenizer()
 
@@ -71,7 +71,7 @@ def hf_tok():
 def hf():
     for name in ("torch", "transformers", "accelerate"):
         pytest.importorskip(name)
-    from accelsim.models import hf_reference
+    from tests import hf_reference
 
     hf_reference.hf_model()
     return hf_reference
@@ -203,7 +203,8 @@ def test_greedy_continuation_matches_transformers(smol, hf):
 
 # ------------------------------------------------------------------------------ configs and errors
 def test_shipped_configs_load():
-    assert model_names() == ["llama-3-70b", "llama-3-8b", "llama-3.1-405b", "mixtral-8x7b", "smollm2-135m"]
+    assert model_names() == ["llama-2-70b", "llama-3-70b", "llama-3-8b", "llama-3.1-405b", "llama-3.1-70b",
+                             "llama-3.1-8b", "mixtral-8x7b", "smollm2-135m"]
     c = load_config("llama-3.1-405b")
     assert (c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim) == (126, 16384, 128, 8, 128)
     assert dict(c.rope_scaling)["rope_type"] == "llama3"
@@ -270,7 +271,7 @@ def test_from_hf_json_reads_transformers5_rope_parameters(tmp_path):
 
 
 def test_unknown_model_name():
-    with pytest.raises(AccelsimError, match=r"unknown model 'llama-9'; known: llama-3-70b, llama-3-8b") as err:
+    with pytest.raises(AccelsimError, match=r"unknown model 'llama-9'; known: llama-2-70b, llama-3-70b, llama-3-8b") as err:
         load_config("llama-9")
     assert "\n" not in str(err.value)
 
@@ -287,7 +288,7 @@ def test_missing_weights_package_says_how_to_install(monkeypatch):
 
 def test_models_import_without_torch_or_transformers():
     code = ("import sys, accelsim.models.config, accelsim.models.weights, accelsim.models.tokenizer, "
-            "accelsim.models.reference, accelsim.models.hf_reference; "
+            "accelsim.models.reference, tests.hf_reference; "
             "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad")
     import accelsim
 

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accelsim.cost.systolic import (
-    DATAFLOWS, array_operand_bytes, fold_count, fold_cycles, systolic_cycles,
+    DATAFLOWS, array_operand_bytes, fold_count, fold_cycles, fold_interval, scalesim_cycles, systolic_cycles,
 )
 from accelsim.errors import AccelsimError
 from kernels.systolic import systolic_matmul, systolic_run
@@ -38,27 +38,47 @@ def _inputs(m: int, k: int, n: int, dtype: str, seed: int):
     return a, b, np.asarray(a.astype(jnp.float32), np.float64), np.asarray(b.astype(jnp.float32), np.float64)
 
 
-@settings(derandomize=True, deadline=None, max_examples=25)
-@given(rows=st.integers(1, 16), cols=st.integers(1, 16),
-       m=st.integers(1, 40), k=st.integers(1, 40), n=st.integers(1, 40),
-       dtype=st.sampled_from(["f32", "bf16"]), seed=st.integers(0, 2**31 - 1))
-def test_emulator_matches_reference_and_cycle_model(rows, cols, m, k, n, dtype, seed):
+OVERLAP = dict(stationary_double_buffered=True, drain_overlaps=True)
+
+
+def _check_emulator_against_model(rows, cols, m, k, n, dtype, seed, **flags):
     a, b, a64, b64 = _inputs(m, k, n, dtype, seed)
     ref = a64 @ b64
     # f32 accumulation of k products (bf16 products are exact in f32): |error| <= ~k eps sum|a||b|
     tol = 2 * k * EPS32 * (np.abs(a64) @ np.abs(b64)) + 1e-30
     in_bytes = 4 if dtype == "f32" else 2
     for dataflow in DATAFLOWS:
-        run = systolic_run(a, b, rows, cols, dataflow)
+        run = systolic_run(a, b, rows, cols, dataflow, **flags)
         product = np.asarray(run.product, np.float64)
         assert run.product.dtype == jnp.float32 and product.shape == (m, n)
         assert np.all(np.abs(product - ref) <= tol), dataflow
         # (b) executed cycles == the closed-form model, fold by fold and in total
         assert len(run.fold_cycles) == fold_count(dataflow, m, k, n, rows, cols)
-        assert set(run.fold_cycles) == {fold_cycles(dataflow, m, k, n, rows, cols)}
-        assert run.cycles == systolic_cycles(dataflow, m, k, n, rows, cols)
-        # (c) counted edge traffic == the closed-form bytes
+        if not flags:
+            assert set(run.fold_cycles) == {fold_cycles(dataflow, m, k, n, rows, cols)}
+        # overlapped, every fold but the first (with the first tile's load) and the last (with the
+        # final drain) starts max(T, rows) cycles after the previous one
+        assert set(run.fold_cycles[1:-1]) <= {fold_interval(dataflow, m, k, n, rows, cols, **flags)}
+        assert run.cycles == systolic_cycles(dataflow, m, k, n, rows, cols, **flags), dataflow
+        # (c) counted edge traffic == the closed-form bytes (overlap moves no element more or less)
         assert run.operand_bytes(in_bytes) == array_operand_bytes(dataflow, m, k, n, rows, cols, in_bytes)
+
+
+SHAPES = dict(m=st.integers(1, 40), k=st.integers(1, 40), n=st.integers(1, 40),
+              dtype=st.sampled_from(["f32", "bf16"]), seed=st.integers(0, 2**31 - 1))
+
+
+@settings(derandomize=True, deadline=None, max_examples=25)
+@given(rows=st.integers(1, 16), cols=st.integers(1, 16), **SHAPES)
+def test_emulator_matches_reference_and_cycle_model(rows, cols, m, k, n, dtype, seed):
+    _check_emulator_against_model(rows, cols, m, k, n, dtype, seed)
+
+
+@settings(derandomize=True, deadline=None, max_examples=20)
+@given(rows=st.integers(1, 8), cols=st.integers(1, 8), **SHAPES)
+def test_overlapped_emulator_matches_cycle_model(rows, cols, m, k, n, dtype, seed):
+    # Folds back to back: double-buffered stationary tiles (WS, IS) and overlapped drains (OS).
+    _check_emulator_against_model(rows, cols, m, k, n, dtype, seed, **OVERLAP)
 
 
 # --- hand-worked examples (convention: kernels/systolic.py module docstring) ---------------------
@@ -138,6 +158,98 @@ def test_model_formulas_by_hand():
     assert systolic_cycles(OS, 256, 512, 384, 128, 128) == 6 * 894
     assert systolic_cycles(WS, 256, 512, 384, 128, 128) == 12 * 638
     assert systolic_cycles(IS, 256, 512, 384, 128, 128) == 8 * 766
+
+
+def _overlapped_by_hand(a, b, dataflow: str, cycles: int, fold_cycles: tuple[int, ...], **flags) -> None:
+    run = systolic_run(a, b, 2, 2, dataflow, **flags)
+    np.testing.assert_array_equal(np.asarray(run.product), np.asarray(a) @ np.asarray(b))
+    assert (run.cycles, run.fold_cycles) == (cycles, fold_cycles)
+
+
+def test_double_buffered_stationary_by_hand():
+    a = jnp.arange(1.0, 5.0).reshape(1, 4)      # M=1, K=4
+    b = jnp.arange(8.0).reshape(4, 2)           # N=2
+    # 2x2 array, WS: 2 reduction folds of T = 1 row.  Without overlap each fold is 2 preload +
+    # (1 + 2 + 2 - 2) = 5 cycles: 10.  Double-buffered: tile 0 loads in cycles 0-1 (column 0
+    # latched at the end of cycle 1), fold 0 streams at cycle 2; tile 1 loads in cycles 2-3 (into
+    # the other bank) and fold 1 streams at cycle 4; its sum leaves column 1 at the end of cycle
+    # 4 + 0 + 1 + 1 = 6: 7 cycles; fold intervals 4 (load + wait) and 3.
+    _overlapped_by_hand(a, b, WS, 7, (4, 3), stationary_double_buffered=True)
+    assert systolic_run(a, b, 2, 2, WS).cycles == 10
+    assert systolic_run(a, b, 2, 2, WS, drain_overlaps=True).cycles == 10     # an OS flag: ignored
+
+
+def test_overlapped_drain_by_hand():
+    a = jnp.arange(12.0).reshape(4, 3)          # M=4, K=3
+    b = jnp.arange(6.0).reshape(3, 2)           # N=2
+    # 2x2 array, OS: 2 row folds, T = K = 3.  A fold alone: its last MAC in PE (1, 1) at cycle
+    # 2 + 1 + 1 = 4, then column 1 drains in cycles 5, 6: 7 cycles; 14 without overlap.  With the
+    # drain overlapped fold 1 streams right behind fold 0 (from cycle 3, as T >= R): PE (i, j)
+    # writes its fold-1 sum at the end of cycle 3 + 2 + i + j, after its output register was
+    # vacated in cycle 4 + i + j (column j drains fold 0 in cycles 4 + j and 5 + j, from the
+    # cycle after its row 1 wrote at the end of cycle 3 + j).  Fold 1 ends 7 cycles after it
+    # started: 10.
+    _overlapped_by_hand(a, b, OS, 10, (3, 7), drain_overlaps=True)
+    assert systolic_run(a, b, 2, 2, OS).cycles == 14
+    # K = 1 < R: fold 1 may start only R = 2 cycles after fold 0 (a column drains in 2 cycles):
+    # 2 + (1 + 4 + 2 - 2) = 7.
+    assert systolic_matmul(a[:, :1], b[:1], 2, 2, OS, drain_overlaps=True)[1] == 7
+
+
+def test_overlapped_model_formulas_by_hand():
+    # 128x128 array, batch-1 WS decode matmul 1 x 8192 x 8192: 64 x 64 folds of T = 1.
+    # No overlap: 4096 x (256 + 128 + 1 - 2) = 4096 x 383.  Double-buffered: a fold every 128
+    # cycles (the weight load), plus the last fold whole: 4095 x 128 + 383.
+    assert systolic_cycles(WS, 1, 8192, 8192, 128, 128) == 4096 * 383
+    assert systolic_cycles(WS, 1, 8192, 8192, 128, 128, stationary_double_buffered=True) == 4095 * 128 + 383
+    # T = 256 >= R: the stream binds: 11 x 256 + 638 for WS 256 x 512 x 384 (12 folds).
+    assert systolic_cycles(WS, 256, 512, 384, 128, 128, stationary_double_buffered=True) == 11 * 256 + 638
+    assert systolic_cycles(OS, 256, 512, 384, 128, 128, drain_overlaps=True) == 5 * 512 + 894
+    assert systolic_cycles(OS, 256, 512, 384, 128, 128, stationary_double_buffered=True) == 6 * 894
+
+
+def test_scalesim_counts_by_hand():
+    # SCALE-Sim v2/v3 (scalesim/compute/systolic_compute_{os,ws,is}.py) per fold, on a 128x128
+    # array: OS: T stream rows + (cols - 1) gap rows, skewed over 128 rows (+127): for 256 x 512 x
+    # 384, 6 folds of 512 + 127 + 127 = 766.  WS: 128 load rows + T + 127, skewed (+127): 12 folds
+    # of 128 + 256 + 127 + 127 = 638.  IS: 8 folds of 128 + 384 + 127 + 127 = 766.
+    assert scalesim_cycles(OS, 256, 512, 384, 128, 128) == 6 * 766
+    assert scalesim_cycles(WS, 256, 512, 384, 128, 128) == 12 * 638
+    assert scalesim_cycles(IS, 256, 512, 384, 128, 128) == 8 * 766
+
+
+def test_tpu_v5e_batch1_decode_matmul_is_memory_bound_when_weights_double_buffer():
+    import dataclasses
+
+    from accelsim.chips.loader import load_chip
+    from accelsim.tiling.matmul import plan_matmul
+
+    chip = load_chip("tpu-v5e")
+    assert chip.systolic.stationary_double_buffered
+    # Published figures: 1.5 GHz, 4 MXUs of 128 x 128, 197 TFLOP/s bf16, HBM 819 GB/s.
+    clock, arrays, side, peak, hbm = 1.5e9, 4, 128, 197e12, 819e9
+    speedup = peak / (arrays * clock) / (2 * side * side)      # 1.002: the vendor peak vs 2*128*128 per clock
+    hbm_s = 8192 * 8192 * 2 / hbm                              # the bf16 weights, read once: 163.9 us
+    # Before: every one of the 64 x 64 weight folds (T = M = 1) pays 2*128 + 128 + 1 - 2 = 383
+    # cycles, whatever the blocks; 4096 folds over 4 MXUs: 1024 x 383 cycles = 261 us > 163.9 us.
+    floor_before_s = 4096 / arrays * 383 / speedup / clock
+    assert floor_before_s > hbm_s
+    before = plan_matmul(1, 8192, 8192, dataclasses.replace(
+        chip, systolic=dataclasses.replace(chip.systolic, stationary_double_buffered=False)), "bf16")
+    assert before.bound == "compute"
+    assert before.compute_cycles / clock >= floor_before_s * (1 - 1e-12)
+    # After: a block of (1, bk, bn) holds F = bk/128 * bn/128 folds and takes (F - 1) x 128 + 383
+    # cycles; the grid runs ceil(gm * gn / 4) waves of gk such blocks.
+    plan = plan_matmul(1, 8192, 8192, chip, "bf16")
+    bm, bk, bn = (plan.blocks[x] for x in ("bm", "bk", "bn"))
+    assert plan.blocks["splits"] == 1 and bm == 1
+    folds = (bk // side) * (bn // side)
+    waves, gk = -(-(8192 // bn) // arrays), 8192 // bk
+    step = (folds - 1) * 128 + 383
+    assert plan.compute_cycles == pytest.approx(waves * gk * step / speedup, rel=1e-12)
+    # e.g. (1, 256, 2048): 32 folds, 31 x 128 + 383 = 4351 cycles, x 32 k blocks: 92.6 us.
+    assert plan.compute_cycles / clock < hbm_s <= plan.memory_cycles["hbm"] / clock * (1 + 1e-12)
+    assert plan.bound == "hbm"
 
 
 def test_dataflow_names_match_chip_spec():

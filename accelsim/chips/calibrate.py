@@ -26,6 +26,7 @@ from accelsim.chips.host_chip import Progress, cpu_chip, gpu_chip
 from accelsim.chips.loader import HOST_NAME, chip_from_dict, host_cache_path
 from accelsim.chips.measure import FULL, QUICK, measure_matmul
 from accelsim.chips.toml_writer import to_toml
+from accelsim.files import ensure_writable_dir
 
 __all__ = ["calibrate", "to_toml"]
 
@@ -33,6 +34,8 @@ __all__ = ["calibrate", "to_toml"]
 def calibrate(progress: Progress | None = None, quick: bool = False) -> Path:
     """Measure this machine, write the ``host`` chip file, and return its path."""
     say = progress or (lambda message: None)
+    path = host_cache_path()  # its folder is checked before any measuring: a bad ACCELSIM_CACHE fails at once
+    ensure_writable_dir(path.parent, f"the host chip file {path} (ACCELSIM_CACHE={os.environ.get('ACCELSIM_CACHE', 'unset')})")
     plan = QUICK if quick else FULL
     started = time.perf_counter()
     where = f"{socket.gethostname()} at {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
@@ -51,7 +54,6 @@ def calibrate(progress: Progress | None = None, quick: bool = False) -> Path:
     data = gpu_chip(device, flops, plan, where, say) if on_gpu else cpu_chip(flops, plan, where, say)
     data["description"] += f"; calibration took {time.perf_counter() - started:.1f} s"
 
-    path = host_cache_path()
     text = to_toml(data)
     chip_from_dict(tomllib.loads(text), where=str(path))  # refuse to write a file the loader rejects
     path.parent.mkdir(parents=True, exist_ok=True)

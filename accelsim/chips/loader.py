@@ -1,4 +1,8 @@
-"""Read chip files (TOML) into ``Chip`` values, rejecting any missing, negative or unknown field.
+"""Read chip files (TOML) into ``Chip`` values, rejecting any missing, negative, implausible or unknown field.
+
+Every figure must be a finite number inside the physically plausible range of its kind (``LIMITS``):
+a NaN, an infinity or a figure of 1e-300 or 1e300 would only give absurd times. Memory-level and link
+names must be unique. An unreadable file (a directory, not UTF-8, not TOML) is one line naming it.
 
 Sections a chip file may leave out get a stated default: no ``[block_rule]`` means blocks are
 multiples of 8, no ``[accumulator]`` keeps partial sums in the staging memory, no ``[mma]`` on a
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -44,6 +49,20 @@ _LINK = {"name": str, "bandwidth_bytes_per_s": float, "count": int, "latency_s":
          "assumption": str}
 
 
+# The plausible range (low, high) of each kind of figure; a figure outside it is rejected naming the range.
+LIMITS: dict[str, tuple[float, float]] = {
+    "clock": (1e6, 1e11),                # Hz: 1 MHz .. 100 GHz
+    "bandwidth": (1e6, 1e17),            # B/s: 1 MB/s .. 100 PB/s (Cerebras WSE-3 SRAM is 21 PB/s)
+    "optional_bandwidth": (0.0, 1e17),   # B/s, 0 = not modelled
+    "flops": (1e6, 1e19),                # FLOP/s: 1 MFLOP/s .. 10 EFLOP/s
+    "rate": (0.0, 1e19),                 # exponentials/s, 0 = not modelled
+    "capacity": (1.0, 1e15),             # bytes: 1 B .. 1 PB
+    "count": (1, 10_000_000),            # array rows/cols, units, instances, links, tile and block sizes
+    "seconds": (0.0, 1.0),               # latencies and overheads: 0 .. 1 s
+    "fraction": (1e-3, 1.0),             # a share: 0.1% .. 100%
+}
+
+
 def host_cache_path() -> Path:
     """Where ``accelsim calibrate`` stores the measured host chip."""
     root = os.environ.get("ACCELSIM_CACHE") or Path.home() / ".cache" / "accelsim"
@@ -62,7 +81,10 @@ def load_chip(name_or_path: str) -> Chip:
         path = host_cache_path()
         if not path.exists():
             raise AccelsimError("chip 'host' is not calibrated yet: run `accelsim calibrate` first")
-        return load_chip_file(path)
+        try:
+            return load_chip_file(path)
+        except AccelsimError as exc:
+            raise AccelsimError(f"{exc}; re-run `accelsim calibrate` to measure the host again") from None
     if text.endswith(".toml") or os.sep in text:
         return load_chip_file(Path(text))
     path = PRESET_DIR / f"{text}.toml"
@@ -78,10 +100,16 @@ def load_chip_file(path: Path) -> Chip:
     path = Path(path)
     if not path.exists():
         raise AccelsimError(f"chip file {path} does not exist")
+    if not path.is_file():
+        raise AccelsimError(f"chip file {path} is not a file (a directory?)")
     try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise AccelsimError(f"chip file {path}: not valid TOML ({exc})") from None
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise AccelsimError(f"chip file {path} cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise AccelsimError(f"chip file {path}: not UTF-8 text (byte {exc.start})") from None
+    except (tomllib.TOMLDecodeError, ValueError) as exc:  # ValueError: an integer too long to convert
+        raise AccelsimError(f"chip file {path}: not valid TOML ({str(exc).splitlines()[0]})") from None
     return chip_from_dict(data, where=str(path))
 
 
@@ -97,24 +125,25 @@ def chip_from_dict(data: dict[str, Any], where: str = "<dict>") -> Chip:
         raise AccelsimError(f"chip file {where}: 'memory' needs at least one level")
     memory = tuple(_memory(level, where, f"memory[{i}].") for i, level in enumerate(levels))
     links = tuple(_link(link, where, f"link[{i}].") for i, link in enumerate(data.get("link", [])))
+    _unique_names(memory, where, "memory")
+    _unique_names(links, where, "link")
     vector = data.get("vector", {"exp_per_s": 0.0, "source": "not modelled"})
     _check_fields(vector, _VECTOR, ("exp_per_s", "source"), where, "vector.")
-    _non_negative(vector["exp_per_s"], where, "vector.exp_per_s")
     pipeline = data.get("pipeline", {"step_overhead_s": 0.0, "source": "not modelled"})
     _check_fields(pipeline, _PIPELINE, ("step_overhead_s", "source"), where, "pipeline.")
-    if pipeline["step_overhead_s"] < 0 or pipeline.get("step_operand_bytes_per_s", 0.0) < 0:
-        raise AccelsimError(f"chip file {where}: 'pipeline' figures must not be negative (got {pipeline})")
     launch = data.get("launch", {"overhead_s": 0.0, "source": NO_LAUNCH_SOURCE})
     _check_fields(launch, _LAUNCH, ("overhead_s", "source"), where, "launch.")
     return Chip(
         name=data["name"], vendor=data["vendor"], architecture=arch,
-        clock_hz=_positive(clock["hz"], where, "clock.hz"), clock_source=clock["source"],
+        clock_hz=_figure(clock["hz"], where, "clock.hz", "clock"), clock_source=clock["source"],
         matrix=matrix, memory=memory, links=links, description=data.get("description", ""), origin=where,
-        step_overhead_s=float(pipeline["step_overhead_s"]), step_overhead_source=pipeline["source"],
-        step_operand_bytes_per_s=float(pipeline.get("step_operand_bytes_per_s", 0.0)),
-        exp_per_s=float(vector["exp_per_s"]), exp_source=vector["source"],
+        step_overhead_s=_figure(pipeline["step_overhead_s"], where, "pipeline.step_overhead_s", "seconds"),
+        step_overhead_source=pipeline["source"],
+        step_operand_bytes_per_s=_figure(pipeline.get("step_operand_bytes_per_s", 0.0), where,
+                                         "pipeline.step_operand_bytes_per_s", "optional_bandwidth"),
+        exp_per_s=_figure(vector["exp_per_s"], where, "vector.exp_per_s", "rate"), exp_source=vector["source"],
         block_rule=_block_rule(data, where), mma=_mma(data, matrix, where), systolic=_systolic(data, matrix, where),
-        launch_overhead_s=_non_negative(launch["overhead_s"], where, "launch.overhead_s"),
+        launch_overhead_s=_figure(launch["overhead_s"], where, "launch.overhead_s", "seconds"),
         launch_source=launch["source"],
         device_names=_device_names(data.get("device_names", []), where),
     )
@@ -127,20 +156,19 @@ def _block_rule(data: dict[str, Any], where: str) -> BlockRule:
         raw = data["block_rule"]
         _check_fields(raw, _BLOCK_RULE, ("sublane", "lane", "power_of_two", "source"), where, "block_rule.")
         rule = BlockRule(
-            sublane=int(_positive(raw["sublane"], where, "block_rule.sublane")),
-            lane=int(_positive(raw["lane"], where, "block_rule.lane")),
+            sublane=int(_figure(raw["sublane"], where, "block_rule.sublane", "count")),
+            lane=int(_figure(raw["lane"], where, "block_rule.lane", "count")),
             power_of_two=raw["power_of_two"], source=raw["source"], assumption=raw.get("assumption", ""))
     if "accumulator" not in data:
         return rule
     raw = data["accumulator"]
     _check_fields(raw, _ACCUMULATOR, ("capacity_bytes", "fraction", "source"), where, "accumulator.")
-    fraction = _positive(raw["fraction"], where, "accumulator.fraction")
-    if fraction > 1:
-        raise AccelsimError(f"chip file {where}: 'accumulator.fraction' must be at most 1 (got {fraction})")
+    fraction = _figure(raw["fraction"], where, "accumulator.fraction", "fraction")
     if fraction < 1 and not raw.get("assumption", "").strip():
         raise AccelsimError(f"chip file {where}: missing field 'accumulator.assumption': a fraction below 1 "
                             "is an assumption and must say so")
-    accumulator = Accumulator(capacity_bytes=_positive(raw["capacity_bytes"], where, "accumulator.capacity_bytes"),
+    accumulator = Accumulator(capacity_bytes=_figure(raw["capacity_bytes"], where, "accumulator.capacity_bytes",
+                                                         "capacity"),
                               fraction=fraction, source=raw["source"], assumption=raw.get("assumption", ""))
     return dataclasses.replace(rule, accumulator=accumulator)
 
@@ -155,7 +183,7 @@ def _mma(data: dict[str, Any], matrix: MatrixUnit, where: str) -> MmaTile | None
                        "no [mma] in the chip file: tile = matrix.rows x min(matrix.cols, 8) x 16")
     raw = data["mma"]
     _check_fields(raw, _MMA, ("m", "n", "k", "source"), where, "mma.")
-    m, n, k = (int(_positive(raw[key], where, f"mma.{key}")) for key in ("m", "n", "k"))
+    m, n, k = (int(_figure(raw[key], where, f"mma.{key}", "count")) for key in ("m", "n", "k"))
     return MmaTile(m, n, k, raw["source"], raw.get("assumption", ""))
 
 
@@ -206,15 +234,17 @@ def _matrix(raw: dict, where: str) -> MatrixUnit:
                 name = canonical_dtype(dtype)
             except AccelsimError:
                 raise AccelsimError(f"chip file {where}: unknown field 'matrix.{key}.{dtype}'") from None
-            table[name] = _positive(value, where, f"matrix.{key}.{dtype}")
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise AccelsimError(f"chip file {where}: field 'matrix.{key}.{dtype}' must be float, got {value!r}")
+            table[name] = _figure(value, where, f"matrix.{key}.{dtype}", "flops")
         tables[key] = table
     if not tables["dense_flops"]:
         raise AccelsimError(f"chip file {where}: 'matrix.dense_flops' needs at least one dtype")
     return MatrixUnit(
         kind=_choice(raw["kind"], MATRIX_KINDS, where, "matrix.kind"),
-        rows=int(_positive(raw["rows"], where, "matrix.rows")),
-        cols=int(_positive(raw["cols"], where, "matrix.cols")),
-        count=int(_positive(raw["count"], where, "matrix.count")),
+        rows=int(_figure(raw["rows"], where, "matrix.rows", "count")),
+        cols=int(_figure(raw["cols"], where, "matrix.cols", "count")),
+        count=int(_figure(raw["count"], where, "matrix.count", "count")),
         dense_flops=tables["dense_flops"], sparse_flops=tables["sparse_flops"], source=raw["source"],
         dataflow=_choice(raw.get("dataflow", "weight_stationary"), DATAFLOWS, where, "matrix.dataflow"),
         assumption=raw.get("assumption", ""),
@@ -225,20 +255,22 @@ def _memory(raw: dict, where: str, prefix: str) -> MemoryLevel:
     _check_fields(raw, _MEMORY, ("name", "capacity_bytes", "bandwidth_bytes_per_s", "source"), where, prefix)
     return MemoryLevel(
         name=raw["name"],
-        capacity_bytes=_positive(raw["capacity_bytes"], where, prefix + "capacity_bytes"),
-        bandwidth_bytes_per_s=_positive(raw["bandwidth_bytes_per_s"], where, prefix + "bandwidth_bytes_per_s"),
-        instances=int(_positive(raw.get("instances", 1), where, prefix + "instances")),
+        capacity_bytes=_figure(raw["capacity_bytes"], where, prefix + "capacity_bytes", "capacity"),
+        bandwidth_bytes_per_s=_figure(raw["bandwidth_bytes_per_s"], where, prefix + "bandwidth_bytes_per_s",
+                                      "bandwidth"),
+        instances=int(_figure(raw.get("instances", 1), where, prefix + "instances", "count")),
         source=raw["source"], assumption=raw.get("assumption", ""),
     )
 
 
 def _link(raw: dict, where: str, prefix: str) -> Link:
     _check_fields(raw, _LINK, ("name", "bandwidth_bytes_per_s", "count", "source"), where, prefix)
-    latency = _non_negative(raw.get("latency_s", 0.0), where, prefix + "latency_s")
     return Link(
-        name=raw["name"], bandwidth_bytes_per_s=_positive(raw["bandwidth_bytes_per_s"], where, prefix + "bandwidth_bytes_per_s"),
-        count=int(_positive(raw["count"], where, prefix + "count")), source=raw["source"],
-        latency_s=float(latency), assumption=raw.get("assumption", ""),
+        name=raw["name"], source=raw["source"], assumption=raw.get("assumption", ""),
+        bandwidth_bytes_per_s=_figure(raw["bandwidth_bytes_per_s"], where, prefix + "bandwidth_bytes_per_s",
+                                      "bandwidth"),
+        count=int(_figure(raw["count"], where, prefix + "count", "count")),
+        latency_s=_figure(raw.get("latency_s", 0.0), where, prefix + "latency_s", "seconds"),
     )
 
 
@@ -262,16 +294,35 @@ def _check_fields(raw: Any, schema: dict, required: tuple, where: str, prefix: s
             raise AccelsimError(f"chip file {where}: field '{prefix}{key}' is empty: every figure needs a source")
 
 
-def _positive(value: Any, where: str, field: str) -> float:
-    if value <= 0:
-        raise AccelsimError(f"chip file {where}: '{field}' must be positive (got {value})")
+def _figure(value: Any, where: str, field: str, kind: str) -> float:
+    """``value`` as a float when it is a finite number inside ``LIMITS[kind]``, else a one-line error."""
+    low, high = LIMITS[kind]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise AccelsimError(f"chip file {where}: '{field}' must be a finite number (got {value})")
+    if value <= 0 < low or value < 0:
+        raise AccelsimError(f"chip file {where}: '{field}' must be {'positive' if low else 'non-negative'} "
+                            f"(got {_show(value)})")
+    if not low <= value <= high:
+        raise AccelsimError(f"chip file {where}: '{field}' = {_show(value)} is outside the plausible range "
+                            f"{low:g} to {high:g} (accelsim.chips.loader.LIMITS['{kind}'])")
     return float(value)
 
 
-def _non_negative(value: Any, where: str, field: str) -> float:
-    if value < 0:
-        raise AccelsimError(f"chip file {where}: '{field}' must not be negative (got {value})")
-    return float(value)
+def _show(value: Any) -> str:
+    """A number short enough for a one-line message (a 400-digit integer is shown as its magnitude)."""
+    try:
+        return f"{value:.6g}"
+    except OverflowError:
+        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+
+
+def _unique_names(items: tuple, where: str, section: str) -> None:
+    """A one-line error when two entries of ``section`` share a name."""
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        if item.name in seen:
+            raise AccelsimError(f"chip file {where}: '{section}[{i}].name' repeats the name '{item.name}'")
+        seen.add(item.name)
 
 
 def _choice(value: str, allowed: tuple, where: str, field: str) -> str:

@@ -135,7 +135,7 @@ class MmaTile:
 
 @dataclass(frozen=True)
 class SystolicOverlap:
-    """What a systolic array overlaps between folds (the cost model's use of it comes later).
+    """What a systolic array overlaps between folds (priced by ``accelsim.cost.compute.step_cycles``).
 
     ``stationary_double_buffered``: the next fold's stationary tile loads while the current one
     computes. ``drain_overlaps``: an output-stationary fold's drain overlaps the next fold's streaming.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from accelsim.commands.common import add_chip_argument, add_json_argument, chips_from_args
+from accelsim.commands.common import add_chip_argument, add_json_argument, chips_from_args, count
 from accelsim.report.plans import plans_table
 from accelsim.report.table import render, si, to_json
 from accelsim.tiling.attention import plan_attention, plan_unfused_attention
@@ -13,12 +13,12 @@ HELP = "plan prefill attention (flash-style, and the unfused alternative) on chi
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--heads", type=int, required=True)
-    parser.add_argument("--kv-heads", type=int, help="key/value heads (default: --heads)")
-    parser.add_argument("--q-len", type=int, required=True)
-    parser.add_argument("--kv-len", type=int, help="default: --q-len")
-    parser.add_argument("--head-dim", type=int, default=128)
+    parser.add_argument("--batch", type=count(), default=1)
+    parser.add_argument("--heads", type=count(), required=True)
+    parser.add_argument("--kv-heads", type=count(), help="key/value heads (default: --heads)")
+    parser.add_argument("--q-len", type=count(), required=True)
+    parser.add_argument("--kv-len", type=count(), help="default: --q-len")
+    parser.add_argument("--head-dim", type=count(), default=128)
     parser.add_argument("--causal", action="store_true")
     parser.add_argument("--dtype", default="bf16")
     add_chip_argument(parser)
@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    shape = (args.batch, args.heads, args.kv_heads or args.heads, args.q_len, args.kv_len or args.q_len,
+    shape = (args.batch, args.heads, args.heads if args.kv_heads is None else args.kv_heads, args.q_len,
+             args.q_len if args.kv_len is None else args.kv_len,
              args.head_dim, args.causal)
     rows = []
     for chip in chips_from_args(args.chip):

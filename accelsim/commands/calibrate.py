@@ -13,6 +13,7 @@ HELP = "measure this machine (peak matmul FLOP/s through XLA, stream bandwidth, 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats (about 15 s)")
+    parser.add_argument("--csv", action="store_true", help="print the measured chip's table as CSV")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from accelsim.commands.common import add_chip_argument, add_json_argument, chips_from_args
+from accelsim.commands.common import add_chip_argument, add_json_argument, chips_from_args, count
 from accelsim.report.plans import plans_table
 from accelsim.report.table import to_json
 from accelsim.tiling import plan_matmul
@@ -14,7 +14,7 @@ HELP = "plan C[M,N] = A[M,K] @ B[K,N] on chips: bytes per level, FLOPs, cycles, 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     for dim in ("M", "K", "N"):
-        parser.add_argument(dim, type=int)
+        parser.add_argument(dim, type=count())
     parser.add_argument("--dtype", default="bf16", help="input dtype (f32, bf16, fp16, fp8, int8)")
     add_chip_argument(parser)
     add_json_argument(parser)

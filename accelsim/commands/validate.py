@@ -9,8 +9,9 @@ import jax
 
 from accelsim.chips import load_chip, preset_names
 from accelsim.chips.loader import preset_for_device
-from accelsim.commands.common import progress
+from accelsim.commands.common import add_json_argument, progress
 from accelsim.errors import AccelsimError
+from accelsim.files import ensure_writable_dir
 from accelsim.report.table import render, to_json
 from accelsim.validate.harness import CUTOFF_S, THRESHOLD, compare, report
 
@@ -25,7 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-model", action="store_true", help="skip the SmolLM2 cases")
     parser.add_argument("--no-calibrate", action="store_true",
                         help="use the cached host chip instead of measuring it again first (shared machines drift)")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--published", action="store_true",
+                        help="compare estimate with public serving measurements (accelsim/validate/published.toml) "
+                             "instead of timing here; with --quick, three rows")
+    add_json_argument(parser)
 
 
 def chip_for_this_machine(name: str | None, calibrate_first: bool = True, quick: bool = False):
@@ -57,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     from accelsim.validate.suite import build_suite, run_suite
     from accelsim.validate.timing import environment
 
+    ensure_writable_dir(args.out, "--out")  # before minutes of measuring
+    if args.published:
+        return run_published(args)
     chip = chip_for_this_machine(args.chip, not args.no_calibrate, args.quick)
     dtype = "f32" if jax.default_backend() == "cpu" else "bf16"
     progress(f"validating against chip '{chip.name}' on {jax.default_backend()} ({dtype})...")
@@ -87,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     ], title=f"predicted (chip '{chip.name}') vs measured on this machine"))
     summary = doc["summary"]
     print(f"\nmedian |predicted/measured - 1| over {summary['bound_cases']} bound cases "
-          f"(predicted >= {CUTOFF_S * 1e3:.0f} ms): {summary['median_abs_error']:.1%}"
+          f"(predicted >= {CUTOFF_S * 1e3:.0f} ms): "
+          + (f"{summary['median_abs_error']:.1%}" if summary["median_abs_error"] is not None else "none")
           + "".join(f"; {k.removeprefix('median_abs_error_')}: {v:.1%}" for k, v in summary.items()
                     if k.startswith("median_abs_error_") and v is not None)
           + f"  (goal <= {THRESHOLD:.0%}: {'met' if summary['goal_met'] else 'NOT met'})")
@@ -101,4 +109,27 @@ def run(args: argparse.Namespace) -> int:
     for r in checks:
         print(f"  {r['workload']}: {r['explanation']}")
     print(f"\nwrote {json_path}, {png} and {len(roofs)} rooflines in {args.out / 'rooflines'}")
+    return 0
+
+
+def run_published(args: argparse.Namespace) -> int:
+    """``validate --published``: predicted vs measured per public row, our binding limit, JSON, PNG, median."""
+    from accelsim.validate.published import compare_published, median_error, write_published
+
+    comparisons = compare_published(quick=args.quick, progress=progress)
+    json_path, png_path = write_published(comparisons, args.out)
+    if args.json:
+        print(json_path.read_text())
+        return 0
+    print(render(comparisons, [
+        ("row", lambda c: c.id), ("chip", lambda c: c.chip), ("metric", lambda c: c.metric),
+        ("measured", lambda c: f"{c.measured:.4g}"),
+        ("predicted", lambda c: "-" if c.predicted is None else f"{c.predicted:.4g}"),
+        ("pred/meas", lambda c: "-" if c.ratio is None else f"{c.ratio:.2f}"),
+        ("our limit", lambda c: c.binding_limit), ("note", lambda c: c.note),
+    ], title="accelsim estimate vs published serving measurements (sources in accelsim/validate/PUBLISHED.md)"))
+    error = median_error(comparisons)
+    priced = sum(c.ratio is not None for c in comparisons)
+    print(f"\nmedian |predicted/measured - 1| over {priced} priced rows: "
+          + ("none" if error is None else f"{error:.1%}") + f"\nwrote {json_path} and {png_path}")
     return 0

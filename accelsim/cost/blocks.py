@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from accelsim.errors import AccelsimError
+from accelsim.errors import AccelsimError, TooLarge
 
 MAX_EVALUATED = 1 << 26  # elements of one evaluated sub-grid; beyond it a request is too large to model
 
@@ -28,6 +28,8 @@ MAX_EVALUATED = 1 << 26  # elements of one evaluated sub-grid; beyond it a reque
 def grid_axes(grid: tuple[int, ...]) -> list[np.ndarray]:
     """The index of each grid axis as an int64 array of extent ``grid[a]`` along axis ``a`` and 1 elsewhere."""
     n = len(grid)
+    for size in grid:
+        check_size((size,), "a grid axis")
     return [np.arange(size, dtype=np.int64).reshape((1,) * a + (size,) + (1,) * (n - a - 1))
             for a, size in enumerate(grid)]
 
@@ -48,10 +50,11 @@ def count_true(mask, grid: tuple[int, ...]) -> float:
     return float(np.count_nonzero(mask)) * repeat
 
 
-def _check_size(shape: tuple[int, ...], what: str) -> None:
+def check_size(shape: tuple[int, ...], what: str) -> None:
+    """A one-line error when evaluating ``shape`` points would pass ``MAX_EVALUATED``."""
     if math.prod(shape) > MAX_EVALUATED:
-        raise AccelsimError(f"{what} needs {math.prod(shape):.3g} evaluated grid points, over the limit of "
-                            f"{MAX_EVALUATED} (accelsim.cost.blocks.MAX_EVALUATED): use larger blocks or a smaller shape")
+        raise TooLarge(f"{what} needs {math.prod(shape):.3g} evaluated grid points, over the limit of "
+                       f"{MAX_EVALUATED} (accelsim.cost.blocks.MAX_EVALUATED): use larger blocks or a smaller shape")
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,7 @@ def count_stream(stream: BlockStream) -> StreamCount:
         if changed is False:
             continue
         moved = stream.bytes_at(tuple(b if stream.is_output else a for b, a in pairs))
-        _check_size(np.broadcast_shapes(np.shape(changed), np.shape(moved)), "counting block copies")
+        check_size(np.broadcast_shapes(np.shape(changed), np.shape(moved)), "counting block copies")
         copies += _weighted_sum(changed, extent) if changed is not True else math.prod(extent)
         total += _weighted_sum(moved if changed is True else np.where(changed, moved, 0.0), extent)
     return StreamCount(copies, total, first_bytes, last_bytes)

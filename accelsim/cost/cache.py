@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from accelsim.chips.spec import Chip
-from accelsim.cost.blocks import BlockStream, StreamCount, _check_size, count_stream
+from accelsim.cost.blocks import BlockStream, StreamCount, check_size, count_stream
 
 
 def _layout(grid: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
@@ -39,6 +39,7 @@ def _distinct(values: np.ndarray) -> np.ndarray:
 
 def _keys(arrays: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
     """One int64 per point of ``shape``, equal exactly where every array is equal (rank when radices overflow)."""
+    check_size(shape, "the cache model")
     columns = [np.broadcast_to(a, shape).reshape(-1).astype(np.int64) for a in arrays]
     if not columns:
         return np.zeros(math.prod(shape), np.int64)
@@ -82,7 +83,7 @@ def _distinct_bytes_per_point(stream: BlockStream, moving: list[int], dep_shape:
         return fixed_bytes * stream.itemsize
     arrays = [stream.index[d] for d in moving]
     shape = np.broadcast_shapes(*(a.shape for a in arrays))
-    _check_size(shape, "the cache model")
+    check_size(shape, "the cache model")
     keys = _keys(arrays, shape).reshape(shape)
     extents = np.broadcast_to(np.asarray(_product_of_extents(stream, moving), np.float64), shape)
     order = np.argsort(keys, axis=seq_axis, kind="stable")
@@ -118,7 +119,7 @@ def _disjoint_wave_misses(par_sizes: tuple[int, ...], par_deps: list[int], point
     if par_deps == list(range(inner + 1 - len(par_deps), inner + 1)):
         return _cyclic_wave_misses(parallel, repeat, math.prod(par_sizes[a] for a in par_deps), point_bytes, units,
                                    block_bytes)
-    _check_size((reduced,), "the cache model")
+    check_size((reduced,), "the cache model")
     coords = np.unravel_index(np.arange(reduced, dtype=np.int64), reduced_sizes)
     dep_sizes = [par_sizes[a] for a in par_deps]
     point = np.ravel_multi_index(tuple(coords[a] for a in par_deps), dep_sizes)
@@ -154,7 +155,7 @@ def _cyclic_wave_misses(parallel: int, repeat: int, points: int, point_bytes: np
 def _dense_wave_misses(stream: BlockStream, units: int) -> tuple[float, float]:
     """The same quantities, evaluated at every grid step (operands whose points share blocks irregularly)."""
     grid = stream.grid
-    _check_size(grid, "the cache model")
+    check_size(grid, "the cache model")
     par_sizes, seq_len = _layout(grid)
     steps = math.prod(grid)
     order = np.arange(steps, dtype=np.int64)

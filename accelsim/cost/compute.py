@@ -24,8 +24,9 @@ def step_cycles(chip: Chip, dtype: str, m: int, k: int, n: int) -> float:
     """Cycles of one (m, k) x (k, n) block product on one unit, edge waste included.
 
     systolic: the exact fold-by-fold count of the array (validated against kernels/systolic.py),
-    scaled down when the vendor's peak exceeds one array's 2*rows*cols FLOP/clk (several arrays
-    per unit), so a full array runs at the published peak.
+    with consecutive folds overlapped as the chip file's ``[systolic]`` flags say (double-buffered
+    stationary tiles, overlapped output drains), scaled down when the vendor's peak exceeds one
+    array's 2*rows*cols FLOP/clk (several arrays per unit), so a full array runs at the published peak.
     tensor_core: FLOPs padded up to whole MMA tiles (the chip file's ``[mma]`` m x n x k) at the SM's peak rate.
     vector: FLOPs at the unit's peak rate.
     """
@@ -33,7 +34,10 @@ def step_cycles(chip: Chip, dtype: str, m: int, k: int, n: int) -> float:
     if unit.kind == "systolic":
         per_array_peak = 2 * unit.rows * unit.cols
         speedup = flops_per_cycle_per_unit(chip, dtype) / per_array_peak
-        return systolic_cycles(unit.dataflow, m, k, n, unit.rows, unit.cols) / speedup
+        overlap = chip.systolic
+        return systolic_cycles(unit.dataflow, m, k, n, unit.rows, unit.cols,
+                               stationary_double_buffered=overlap.stationary_double_buffered,
+                               drain_overlaps=overlap.drain_overlaps) / speedup
     if unit.kind == "tensor_core":
         tile = chip.mma
         padded = 2 * _round_up(m, tile.m) * _round_up(n, tile.n) * _round_up(k, tile.k)

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from accelsim.dtypes import dtype_bytes
+from accelsim.dtypes import array_itemsize, dtype_bytes
 
 PIPELINE_BUFFERS = 2
 
 
 def _itemsize(dtype) -> float:
-    return dtype_bytes(dtype) if isinstance(dtype, str) else float(np.dtype(dtype).itemsize)
+    return dtype_bytes(dtype) if isinstance(dtype, str) else array_itemsize(dtype)
 
 
 def _block_elements(spec) -> int | None:

@@ -13,10 +13,9 @@ weight_stationary  B tile (k: R, n: C)    A rows (T = m)       ceil(k/R) * ceil(
 input_stationary   A^T tile (k: R, m: C)  B^T rows (T = n)     ceil(k/R) * ceil(m/C)
 =================  =====================  ==================  ==========================
 
-Every fold, edge folds included, takes ``2R + C + T - 2`` cycles: the array is a fixed-function
-unit, so a partial tile is padded with idle (zero) PEs and keeps the full array's fill, skew and
-drain latency.  Folds run one after another with no overlap (the next fold's preload starts the
-cycle after the previous fold's last result has left the array).
+Every fold, edge folds included, takes ``2R + C + T - 2`` cycles on its own: the array is a
+fixed-function unit, so a partial tile is padded with idle (zero) PEs and keeps the full array's
+fill, skew and drain latency.
 
 * output_stationary: T + R + C - 2 skewed streaming cycles (the last MAC happens in PE (R-1, C-1)
   at cycle T-1 + R-1 + C-1), then R cycles to shift the accumulators out of the bottom edge.
@@ -24,11 +23,43 @@ cycle after the previous fold's last result has left the array).
   T + R + C - 2 cycles until the partial sum of the last streamed row leaves column C-1 at the
   bottom edge.
 
-This is the textbook count of SCALE-Sim (Samajdar et al., "SCALE-Sim: Systolic CNN Accelerator
-Simulator", arXiv:1811.02883: tau = 2*Sr + Sc + T - 2 per fold, folds counted with the full array
-size).  SCALE-Sim v2's trace generator (scalesim/compute/systolic_compute_ws.py) pads partial folds
-with null requests the same way and prefixes the arr_row weight-load cycles; its OS trace overlaps
-the drain with the skew, which we do not.
+How consecutive folds overlap (``systolic_cycles``; emulated in ``kernels/systolic_stream.py``):
+
+* no overlap (the default): each fold starts the cycle after the previous fold's last result has
+  left the array, so  cycles = F * (2R + C + T - 2).
+* ``stationary_double_buffered`` (weight/input-stationary): two stationary banks per PE and a
+  separate load chain; fold f+1's tile loads (R cycles) while fold f streams, and fold f+1 streams
+  right behind fold f once its tile is in.  Folds start every max(T, R) cycles:
+  cycles = (F - 1) * max(T, R) + 2R + C + T - 2.
+* ``drain_overlaps`` (output-stationary): an output register per PE; fold f+1 streams right behind
+  fold f while fold f's sums drain (R cycles per column).  Folds start every max(T, R) cycles:
+  cycles = (F - 1) * max(T, R) + 2R + C + T - 2.
+
+Each flag describes one family of dataflows and is ignored by the others, so a chip's
+``[systolic]`` flags can be passed as they are.  At T = 1 (batch-1 decode, weight-stationary) the
+double-buffered array spends R cycles per fold, loading weights, instead of 2R + C - 1.
+
+Where we differ from SCALE-Sim
+-------------------------------
+SCALE-Sim (Samajdar et al., "SCALE-Sim: Systolic CNN Accelerator Simulator", arXiv:1811.02883;
+the v2 and v3 trace generators ``scalesim/compute/systolic_compute_{os,ws,is}.py`` of
+github.com/scalesim-project) counts a layer's compute cycles as the length of its per-cycle demand
+matrices (its total is the cycle its last output write is served, within one cycle of that length
+without memory stalls): the folds are concatenated with no overlap, partial folds padded with null
+requests (as here).
+
+* weight/input-stationary: per fold an ``arr_row``-cycle weight-load prefix, the T stream rows, an
+  ``arr_col - 1`` suffix and the ``arr_row - 1`` rows of skew: 2R + C + T - 2, our no-overlap count.
+* output-stationary: the operand stream of T rows plus an ``arr_col - 1`` (``arr_row - 1``) gap,
+  skewed over the rows (columns), T + R + C - 2 per fold; the outputs are written in the same
+  window, R per column starting at row T-1 of the fold, so the drain is hidden under the skew.
+  Here a column's sums leave through its one bottom port after its last PE has finished, so a
+  lone fold takes R cycles more (2R + C + T - 2), and with ``drain_overlaps`` the fold after it
+  streams while they drain.  ``scalesim_cycles`` gives SCALE-Sim's count for comparison.
+* edge traffic: SCALE-Sim counts the real (non-null) requests of its demand matrices as SRAM reads
+  and writes, and its OS ofmap write count adds R + C more per fold; ``array_operand_bytes`` counts
+  the real elements crossing the array's edges (weight/input-stationary partial sums included).
+* SCALE-Sim has no double-buffered stationary operand: its folds never overlap.
 
 Edge traffic (``array_operand_bytes``): elements that cross the array's edges from/to its on-chip
 buffer, counting only real elements (padding of partial folds is not read):
@@ -57,7 +88,8 @@ from accelsim.errors import AccelsimError
 DATAFLOWS = ("output_stationary", "weight_stationary", "input_stationary")
 
 __all__ = [
-    "DATAFLOWS", "array_operand_bytes", "fold_count", "fold_cycles", "stream_length", "systolic_cycles",
+    "DATAFLOWS", "array_operand_bytes", "fold_count", "fold_cycles", "fold_interval", "scalesim_cycles",
+    "stream_length", "systolic_cycles",
 ]
 
 
@@ -92,9 +124,31 @@ def fold_cycles(dataflow: str, m: int, k: int, n: int, rows: int, cols: int) -> 
     return 2 * rows + cols + stream_length(dataflow, m, k, n) - 2
 
 
-def systolic_cycles(dataflow: str, m: int, k: int, n: int, rows: int, cols: int) -> int:
-    """Cycles of the whole folded matmul on one array: folds x cycles per fold, no overlap."""
-    return fold_count(dataflow, m, k, n, rows, cols) * fold_cycles(dataflow, m, k, n, rows, cols)
+def fold_interval(dataflow: str, m: int, k: int, n: int, rows: int, cols: int, *,
+                  stationary_double_buffered: bool = False, drain_overlaps: bool = False) -> int:
+    """Cycles from one fold's start to the next's: max(T, rows) where the dataflow's flag overlaps
+    folds (``stationary_double_buffered`` for weight/input-stationary, ``drain_overlaps`` for
+    output-stationary), else the whole fold."""
+    overlapped = drain_overlaps if dataflow == "output_stationary" else stationary_double_buffered
+    if overlapped:
+        _check(dataflow, m, k, n, rows, cols)
+        return max(stream_length(dataflow, m, k, n), rows)
+    return fold_cycles(dataflow, m, k, n, rows, cols)
+
+
+def systolic_cycles(dataflow: str, m: int, k: int, n: int, rows: int, cols: int, *,
+                    stationary_double_buffered: bool = False, drain_overlaps: bool = False) -> int:
+    """Cycles of the whole folded matmul on one array: (folds - 1) x interval + one whole fold."""
+    interval = fold_interval(dataflow, m, k, n, rows, cols, stationary_double_buffered=stationary_double_buffered,
+                             drain_overlaps=drain_overlaps)
+    return (fold_count(dataflow, m, k, n, rows, cols) - 1) * interval + fold_cycles(dataflow, m, k, n, rows, cols)
+
+
+def scalesim_cycles(dataflow: str, m: int, k: int, n: int, rows: int, cols: int) -> int:
+    """SCALE-Sim v2/v3's compute cycles for the same mapping (see the module docstring): folds x
+    (T + R + C - 2) for output-stationary, folds x (2R + C + T - 2) for weight/input-stationary."""
+    drain = 0 if dataflow == "output_stationary" else rows
+    return fold_count(dataflow, m, k, n, rows, cols) * (fold_cycles(dataflow, m, k, n, rows, cols) - rows + drain)
 
 
 def array_operand_bytes(dataflow: str, m: int, k: int, n: int, rows: int, cols: int,

@@ -75,3 +75,20 @@ def mfu(chip: Chip, dtype: str, flops: float, time_s: float) -> float:
 def mbu(chip: Chip, main_bytes: float, time_s: float) -> float:
     """Achieved main-memory bytes/s over its peak bandwidth."""
     return main_bytes / time_s / chip.main_memory.bandwidth_bytes_per_s if time_s > 0 else 0.0
+
+
+def in_sequence(chip: Chip, timings: list[Timing]) -> Timing:
+    """Kernels that run one after another: their cycles add, and the bound is the largest summed term."""
+    memory: dict[str, float] = {}
+    levels: dict[str, float] = {}
+    for t in timings:
+        for name, value in t.memory_cycles.items():
+            memory[name] = memory.get(name, 0.0) + value
+        for name, value in t.bytes_per_level.items():
+            levels[name] = levels.get(name, 0.0) + value
+    compute = sum(t.compute_cycles for t in timings)
+    terms = {"compute": compute, **memory}
+    total = sum(t.total_cycles for t in timings)
+    return Timing(compute, memory, sum(t.interconnect_cycles for t in timings), timings[0].prologue_cycles,
+                  timings[-1].epilogue_cycles, sum(t.step_overhead_cycles for t in timings), total,
+                  total / chip.clock_hz, max(terms, key=terms.get), levels)

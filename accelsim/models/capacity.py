@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from accelsim.chips import Chip
+from accelsim.cost.interconnect import collective_time
 from accelsim.dtypes import dtype_bytes
 from accelsim.errors import AccelsimError
 from accelsim.models.config import LlamaConfig
@@ -57,6 +58,7 @@ def plan_capacity(config: LlamaConfig, chip: Chip, batch: int, context: int, wei
 
     Up to 8 chips split each layer (tensor parallel) when the chip has links; SRAM-only chips and
     larger counts split layers into pipeline stages, which is how Groq and Cerebras deploy big models.
+    A requested ``chips`` beyond both what is needed and 8 x layers is an error: no split could use them.
     """
     weights = parameter_count(config)[0] * dtype_bytes(weight_dtype)
     kv = kv_bytes_per_token(config, kv_dtype) * context * batch
@@ -68,6 +70,11 @@ def plan_capacity(config: LlamaConfig, chip: Chip, batch: int, context: int, wei
         raise AccelsimError(
             f"--chips {chips} is impossible: {config.name or 'the model'} needs {weights / 1e9:.1f} GB of weights + "
             f"{kv / 1e9:.1f} GB of KV cache, {needed} x {chip.name} ({memory / 1e9:.1f} GB each)")
+    elif chips > max(needed, MAX_TENSOR_PARALLEL * config.num_layers):
+        raise AccelsimError(
+            f"--chips {chips} is more than {config.name or 'the model'} can use on {chip.name}: at most "
+            f"{max(needed, MAX_TENSOR_PARALLEL * config.num_layers)} ({MAX_TENSOR_PARALLEL}-way tensor parallel, "
+            f"accelsim.models.capacity.MAX_TENSOR_PARALLEL, x {config.num_layers} pipeline stages, one per layer)")
     elif chips > 1 and not chip.links:
         raise AccelsimError(f"--chips {chips} is impossible: {chip.name}'s file lists no chip-to-chip link")
     tensor, stages = _split(chips, chip, config.num_layers)
@@ -94,12 +101,13 @@ def _split(chips: int, chip: Chip, layers: int) -> tuple[int, int]:
     return math.ceil(chips / stages), stages
 
 
-def interconnect_seconds(config: LlamaConfig, chip: Chip, capacity: Capacity, tokens: int, act_dtype: str) -> float:
+def interconnect_seconds(config: LlamaConfig, chip: Chip, capacity: Capacity, tokens: int, act_dtype: str,
+                         tensor_counted: bool = False) -> float:
     """Link time of one forward pass over ``tokens`` rows (prefill: batch*prompt, decode: batch).
 
-    Tensor parallel: two ring all-reduces of the activations per layer, each sending
-    2(n-1)/n of them over the chip's links. Pipeline: one activation hand-off per stage boundary
-    over one link. Link latency is added per transfer.
+    Tensor parallel (unless ``tensor_counted``: the traced sharded program already holds its all-reduces):
+    two ring all-reduces of the activations per layer (``accelsim.cost.interconnect``). Pipeline: one
+    activation hand-off per stage boundary over one link, with its latency.
     """
     if capacity.chips == 1 or not chip.links:
         return 0.0
@@ -107,9 +115,8 @@ def interconnect_seconds(config: LlamaConfig, chip: Chip, capacity: Capacity, to
     activation = tokens * config.hidden_size * dtype_bytes(act_dtype)
     seconds = 0.0
     n = capacity.tensor_parallel
-    if n > 1:
-        per_layer = 2 * (2 * (n - 1) / n * activation / chip.interconnect_bytes_per_s + 2 * (n - 1) * link.latency_s)
-        seconds += config.num_layers * per_layer
+    if n > 1 and not tensor_counted:
+        seconds += config.num_layers * 2 * collective_time("all_reduce", activation, n, chip).time_s
     if capacity.pipeline_stages > 1:
         seconds += (capacity.pipeline_stages - 1) * (activation / link.bandwidth_bytes_per_s + link.latency_s)
     return seconds

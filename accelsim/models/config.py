@@ -24,6 +24,12 @@ MODEL_TYPES = ("llama", "mistral", "mixtral")
 # Hugging Face's defaults for keys a config.json may leave out (LlamaConfig / MistralConfig).
 _HF_DEFAULT_ROPE_THETA = 10000.0
 
+# The largest value of each size a config may give: far past any published model (Llama-3.1-405B has
+# hidden 16384, 126 layers, 128 heads, vocab 128256; DeepSeek-V3 256 experts), small enough to model.
+LIMITS = {"vocab_size": 1 << 24, "hidden_size": 1 << 17, "intermediate_size": 1 << 20, "num_layers": 1024,
+          "num_heads": 1024, "num_kv_heads": 1024, "head_dim": 1024, "max_position_embeddings": (1 << 31) - 1,
+          "num_experts": 1024, "experts_per_token": 1024}
+
 
 @dataclass(frozen=True)
 class LlamaConfig:
@@ -55,7 +61,13 @@ class LlamaConfig:
                     "head_dim", "max_position_embeddings"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise AccelsimError(f"{where}: '{key}' must be a positive integer (got {value!r})")
+                raise AccelsimError(f"{where}: '{key}' must be a positive integer (got {_short(value)})")
+        for key, limit in LIMITS.items():
+            if getattr(self, key) > limit:
+                raise AccelsimError(f"{where}: '{key}' = {_short(getattr(self, key))} is over the limit of {limit} "
+                                    f"(accelsim.models.config.LIMITS)")
+        if self.head_dim % 2:
+            raise AccelsimError(f"{where}: 'head_dim' ({self.head_dim}) must be even: RoPE rotates pairs of dims")
         for key in ("rope_theta", "rms_norm_eps"):
             value = getattr(self, key)
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -92,12 +104,16 @@ class LlamaConfig:
         with ``_`` (such as our ``_source``) and keys that do not shape the network are ignored.
         """
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise AccelsimError(f"model config {path} does not exist")
+        if not path.is_file():
+            raise AccelsimError(f"model config {path} is not a file (a directory? give its config.json)")
         try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise AccelsimError(f"model config {path}: not valid JSON ({str(exc).splitlines()[0]})") from None
+            data = json.loads(path.read_bytes())
+        except OSError as exc:
+            raise AccelsimError(f"model config {path} cannot be read ({exc.strerror or exc})") from None
+        except (ValueError, RecursionError) as exc:  # bad JSON, not UTF-8, an integer too long, nested too deep
+            raise AccelsimError(f"model config {path}: not valid JSON ({str(exc).splitlines()[0][:200]})") from None
         return cls.from_hf_dict(data, where=str(path), name=path.stem)
 
     @classmethod
@@ -114,7 +130,7 @@ class LlamaConfig:
             value = data[key]
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             if kind is int:
-                ok = ok and float(value).is_integer()
+                ok = ok and (isinstance(value, int) or value.is_integer())
             elif kind is bool:
                 ok = isinstance(value, bool)
             elif kind is str:
@@ -122,9 +138,11 @@ class LlamaConfig:
             elif kind is dict:
                 ok = isinstance(value, dict)
             if not ok:
-                raise AccelsimError(f"model config {where}: key '{key}' must be {kind.__name__}, got {value!r}")
+                raise AccelsimError(f"model config {where}: key '{key}' must be {kind.__name__}, got {_short(value)}")
             if kind in (int, float) and not value > 0:
-                raise AccelsimError(f"model config {where}: key '{key}' must be positive, got {value!r}")
+                raise AccelsimError(f"model config {where}: key '{key}' must be positive, got {_short(value)}")
+            if kind is float and not math.isfinite(value):
+                raise AccelsimError(f"model config {where}: key '{key}' must be a finite number, got {value!r}")
             return kind(value) if kind in (int, float) else value
 
         model_type = get("model_type", str)
@@ -136,13 +154,16 @@ class LlamaConfig:
         head_dim = get("head_dim", int, 0)
         if not head_dim:
             if hidden % heads:
-                raise AccelsimError(f"model config {where}: key 'hidden_size' ({hidden}) is not a multiple of "
+                raise AccelsimError(f"model config {where}: key 'hidden_size' ({_short(hidden)}) is not a multiple of "
                                     f"'num_attention_heads' ({heads}) and there is no 'head_dim'")
             head_dim = hidden // heads
 
         # transformers 5 may write rope_theta/rope_scaling inside one "rope_parameters" dict.
         rope = get("rope_parameters", dict, {})
-        rope_theta = get("rope_theta", float, 0.0) or float(rope.get("rope_theta", _HF_DEFAULT_ROPE_THETA))
+        theta = rope.get("rope_theta", _HF_DEFAULT_ROPE_THETA)
+        if not isinstance(theta, (int, float)) or isinstance(theta, bool):
+            raise AccelsimError(f"model config {where}: key 'rope_parameters.rope_theta' must be float, got {_short(theta)}")
+        rope_theta = get("rope_theta", float, 0.0) or float(theta)
         scaling = get("rope_scaling", dict, None)
         if scaling is None and rope.get("rope_type", "default") != "default":
             scaling = {k: v for k, v in rope.items() if k != "rope_theta"}
@@ -224,6 +245,12 @@ class LlamaConfig:
             experts_per_token=int(value(f"{arch}.expert_used_count", 0)) if experts else 0,
             name=name or str(value("general.name", "")),
         )
+
+
+def _short(value: Any) -> str:
+    """``repr`` cut to 60 characters, so a 400-digit number or a long string stays a one-line message."""
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 200 else f"an integer of {value.bit_length()} bits"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _freeze(scaling: dict | None) -> tuple[tuple[str, Any], ...] | None:

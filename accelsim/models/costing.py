@@ -7,6 +7,8 @@ each step actually ran with (the decode kernel's bytes depend on them).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, fields
 from typing import Callable
 
@@ -22,12 +24,13 @@ from accelsim.models.capacity import Capacity, interconnect_seconds, plan_capaci
 from accelsim.models.config import LlamaConfig
 from accelsim.models.llama import abstract_params, decode, prefill
 from accelsim.models.plans import phase_blocks
+from accelsim.models.sharding import abstract_mesh, local_config, shardable, sharded_decode, sharded_prefill
 from accelsim.trace.price import OpCost, price_workload
 from accelsim.trace.workload import TracedWorkload
 from kernels.decode import KVCache
 
 JAX_DTYPES = {"f32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16, "fp8": jnp.float8_e4m3fn,
-              "int8": jnp.int8, "int4": jnp.int4}
+              "int8": jnp.int8, "int4": jnp.int4, "fp4": jnp.float4_e2m1fn}
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,15 @@ class PhaseCost:
 
 @dataclass
 class RunCost:
+    """One chip's cost of a run. With a single new token there is no decode step: ``tpot_s`` is None (not
+    applicable) and tokens/s per user is that one token over the TTFT."""
+
     chip: str
     batch: int
     prompt_len: int
     new_tokens: int
     ttft_s: float
-    tpot_s: float
+    tpot_s: float | None
     tpot_steps_s: list[float]
     tokens_per_s_user: float
     tokens_per_s_aggregate: float
@@ -106,11 +112,31 @@ def summarise(costs: list[OpCost], num_layers: int) -> PhaseCost:
     return PhaseCost(sum(grouped.values(), Cost()), tuple(rows))
 
 
+def tensor_parallel_share(config: LlamaConfig, ways: int) -> LlamaConfig:
+    """One chip's share of every layer when ``ways`` chips split it (Megatron-style tensor parallelism):
+    query heads, KV heads (replicated when there are fewer than ``ways``), the MLP's intermediate width (per
+    expert) and the vocabulary (the LM head) divided, rounding up; the hidden width whole."""
+    if ways == 1:
+        return config
+    kv_heads = math.ceil(config.num_kv_heads / ways)
+    group = config.num_heads // config.num_kv_heads
+    return dataclasses.replace(config, num_heads=kv_heads * group, num_kv_heads=kv_heads,
+                               intermediate_size=math.ceil(config.intermediate_size / ways),
+                               vocab_size=math.ceil(config.vocab_size / ways))
+
+
 class ModelTracer:
-    """The model's prefill and decode step traced abstractly with one chip's blocks, ready to price."""
+    """The model's prefill and decode step traced abstractly with one chip's blocks, ready to price.
+
+    With ``tensor_parallel`` > 1 the traced program is the sharded one (``accelsim.models.sharding``,
+    over a device-free mesh): every chip's kernels at their local shapes and the collectives between them,
+    counted from the program. A model that does not split evenly (MoE, or KV heads the degree does not
+    divide) is traced as one chip's share instead (``tensor_parallel_share``), its collectives by formula.
+    """
 
     def __init__(self, config: LlamaConfig, chip: Chip, batch: int, prompt_len: int, cache_len: int,
-                 weight_dtype: str = "bf16", act_dtype: str = "bf16", kv_dtype: str | None = None) -> None:
+                 weight_dtype: str = "bf16", act_dtype: str = "bf16", kv_dtype: str | None = None,
+                 low_precision_compute: bool = False, tensor_parallel: int = 1) -> None:
         self.config, self.chip = config, chip
         self.batch, self.prompt_len, self.cache_len = batch, prompt_len, cache_len
         self.act_dtype = canonical_dtype(act_dtype)
@@ -121,18 +147,26 @@ class ModelTracer:
                                 "the decode kernel attends in the cache's dtype")
         if self.act_dtype not in ("f32", "bf16", "fp16"):
             raise AccelsimError(f"activation dtype {act_dtype} cannot run our kernels: use bf16, fp16 or f32")
-        self.prefill_blocks, self.decode_blocks = phase_blocks(config, chip, self.act_dtype, batch, prompt_len,
-                                                               cache_len)
-        params = abstract_params(config, JAX_DTYPES[self.weight_dtype], JAX_DTYPES[self.act_dtype])
+        self.sharded = tensor_parallel > 1 and shardable(config, tensor_parallel)
+        traced = config if self.sharded or tensor_parallel == 1 else tensor_parallel_share(config, tensor_parallel)
+        per_chip = local_config(config, tensor_parallel) if self.sharded else traced
+        compute = self.weight_dtype if low_precision_compute else None
+        self.prefill_blocks, self.decode_blocks = phase_blocks(per_chip, chip, self.act_dtype, batch, prompt_len,
+                                                               cache_len, compute_dtype=compute,
+                                                               weight_dtype=self.weight_dtype)
+        mesh = {"mesh": abstract_mesh(tensor_parallel)} if self.sharded else {}
+        run_prefill, run_decode = (sharded_prefill, sharded_decode) if self.sharded else (prefill, decode)
+        params = abstract_params(traced, JAX_DTYPES[self.weight_dtype], JAX_DTYPES[self.act_dtype])
         tokens = jax.ShapeDtypeStruct((batch, prompt_len), jnp.int32)
-        self._prefill = TracedWorkload(prefill, params, tokens, config=config, blocks=self.prefill_blocks,
-                                       cache_len=cache_len)
+        self._prefill = TracedWorkload(run_prefill, params, tokens, config=traced, blocks=self.prefill_blocks,
+                                       cache_len=cache_len, **mesh)
         self._prefill_args = (params, tokens)
-        kv = jax.ShapeDtypeStruct((config.num_layers, batch, config.num_kv_heads, cache_len, config.head_dim),
+        kv = jax.ShapeDtypeStruct((traced.num_layers, batch, traced.num_kv_heads, cache_len, traced.head_dim),
                                   JAX_DTYPES[self.kv_dtype])
         self._decode_args = (params, jax.ShapeDtypeStruct((batch,), jnp.int32), KVCache(kv, kv))
         lengths = np.full(batch, prompt_len + 1, np.int32)
-        self._decode = TracedWorkload(decode, *self._decode_args, lengths, config=config, blocks=self.decode_blocks)
+        self._decode = TracedWorkload(run_decode, *self._decode_args, lengths, config=traced,
+                                      blocks=self.decode_blocks, **mesh)
 
     def prefill_costs(self) -> list[OpCost]:
         return price_workload(self._prefill.records(*self._prefill_args), self.chip)
@@ -143,30 +177,36 @@ class ModelTracer:
 
 def cost_run(config: LlamaConfig, chip: Chip, batch: int, prompt_len: int, decode_lengths: list[np.ndarray],
              weight_dtype: str = "bf16", act_dtype: str = "bf16", kv_dtype: str | None = None,
-             chips: int | None = None, progress: Callable[[str], None] | None = None) -> RunCost:
-    """Price prefill and every decode step (by the lengths each ran with) on ``chip``."""
+             chips: int | None = None, progress: Callable[[str], None] | None = None,
+             low_precision_compute: bool = False) -> RunCost:
+    """Price prefill and every decode step (by the lengths each ran with) on ``chip``; with
+    ``low_precision_compute`` the matmuls multiply in the weight dtype instead of widening the weights."""
     cache_len = int(max([prompt_len + 1] + [int(np.max(l)) for l in decode_lengths]))
     capacity = plan_capacity(config, chip, batch, cache_len, weight_dtype, kv_dtype or act_dtype, chips)
-    tracer = ModelTracer(config, chip, batch, prompt_len, cache_len, weight_dtype, act_dtype, kv_dtype)
+    # Each chip of a tensor-parallel group runs its own share of every layer (traced as the sharded program);
+    # pipeline stages run their layers in turn, so one token passes every layer once.
+    tracer = ModelTracer(config, chip, batch, prompt_len, cache_len, weight_dtype, act_dtype, kv_dtype,
+                         low_precision_compute, capacity.tensor_parallel)
     pre = summarise(tracer.prefill_costs(), config.num_layers)
-    link_prefill = interconnect_seconds(config, chip, capacity, batch * prompt_len, act_dtype)
-    link_decode = interconnect_seconds(config, chip, capacity, batch, act_dtype)
-    shard = capacity.tensor_parallel  # tensor parallel divides each layer's work; pipeline stages run in turn
-    ttft = pre.time_s / shard + link_prefill
+    counted = tracer.sharded  # the tensor-parallel all-reduces are then records of the trace, not a formula
+    link_prefill = interconnect_seconds(config, chip, capacity, batch * prompt_len, act_dtype, counted)
+    link_decode = interconnect_seconds(config, chip, capacity, batch, act_dtype, counted)
+    ttft = pre.time_s + link_prefill
     steps, last = [], None
     for lengths in decode_lengths:
         last = summarise(tracer.decode_costs(lengths), config.num_layers)
-        steps.append(last.time_s / shard + link_decode)
+        steps.append(last.time_s + link_decode)
     if last is None:
         last = PhaseCost()
-    tpot = float(np.mean(steps)) if steps else 0.0
-    per_user = 1.0 / tpot if tpot else 0.0
+    tpot = float(np.mean(steps)) if steps else None
+    per_user = 1.0 / (tpot if tpot is not None else ttft) if (tpot or ttft) else 0.0
     limit = last.bound if steps else pre.bound
-    if link_decode > (last.time_s / shard if steps else 0.0):
+    if link_decode > (last.time_s if steps else 0.0):
         limit = "interconnect"
     if capacity.chips_needed > 1 and capacity.split == "pipeline" and limit != "interconnect":
         limit = f"capacity ({capacity.chips_needed} chips) + {limit}"
     if progress:
-        progress(f"  {chip.name}: TTFT {ttft * 1e3:.3g} ms, TPOT {tpot * 1e3:.3g} ms")
+        progress(f"  {chip.name}: TTFT {ttft * 1e3:.3g} ms, TPOT "
+                 f"{'n/a (one new token)' if tpot is None else f'{tpot * 1e3:.3g} ms'}")
     return RunCost(chip.name, batch, prompt_len, len(decode_lengths) + 1, ttft, tpot, steps, per_user,
                    per_user * batch, limit, capacity, link_prefill, link_decode, pre, last)

@@ -8,6 +8,10 @@ the residual adds are plain jnp (XLA fuses them; the trace counts their bytes).
 Layers run under ``lax.scan`` over stacked weights, so one compiled layer body serves all layers
 and a trace counts it once per layer. Weight layout: ``x @ W`` with ``W`` (in, out); Q, K and V are
 one fused projection ``wqkv`` (D, (H + 2G) * hd), gate and up one ``w_gate_up`` (D, 2F).
+
+``tp_axis`` names a mesh axis when the model runs tensor-parallel inside ``jax.shard_map``
+(``accelsim.models.sharding``): the config and weights are then one device's share, and the two
+row-parallel products (``o_proj``, ``down``) are summed over that axis with ``psum``.
 """
 
 from __future__ import annotations
@@ -26,24 +30,25 @@ from kernels.attention import flash_attention
 from kernels.decode import KVCache, decode_step
 from kernels.matmul import matmul
 
-Blocks3 = tuple[int, int, int]
+MatmulBlocks = tuple[int, int, int, int]  # (bm, bn, bk, splits of K)
 
 
 @dataclass(frozen=True)
 class ModelBlocks:
     """Kernel block sizes for one phase of one model on one chip (hashable: a jit static argument)."""
 
-    qkv: Blocks3
-    o: Blocks3
-    gate_up: Blocks3
-    down: Blocks3
-    lm_head: Blocks3
+    qkv: MatmulBlocks
+    o: MatmulBlocks
+    gate_up: MatmulBlocks
+    down: MatmulBlocks
+    lm_head: MatmulBlocks
     attention: tuple[int, int] = (64, 64)  # prefill (block_q, block_kv)
     decode_kv: int = 64                    # decode block_kv
     decode_splits: int = 1                 # decode KV ranges computed in parallel (flash-decoding)
-    router: Blocks3 | None = None           # MoE only
+    router: MatmulBlocks | None = None           # MoE only
     experts_touched: int = 0                # MoE: experts a step's tokens reach
     expert_capacity: int = 0                # MoE: tokens each touched expert processes
+    low_precision_compute: bool = False     # matmuls multiply in the weight dtype (W8A8, FP8, FP4), not widened
 
 
 def stack_params(params: dict, config: LlamaConfig, dtype: Any = jnp.float32) -> dict:
@@ -88,19 +93,27 @@ def abstract_params(config: LlamaConfig, weight_dtype: Any, act_dtype: Any = jnp
             "lm_head": w(c.hidden_size, c.vocab_size)}
 
 
-def _mm(x: jax.Array, w: jax.Array, blocks: Blocks3, name: str) -> jax.Array:
-    """x @ w in our kernel, under the op's name; weights narrower than the activations (int8, fp8) are widened per block."""
-    bm, bn, bk = blocks
+def _mm(x: jax.Array, w: jax.Array, blocks: MatmulBlocks, name: str, low_precision: bool = False) -> jax.Array:
+    """x @ w in our kernel, under the op's name. Weights narrower than the activations (int8, fp8) are widened per
+    block (weight-only quantisation), unless ``low_precision``: then the activations are cast to the weight dtype
+    and the product runs at that dtype's rate (W8A8 / FP8 / FP4 compute), with the output in the activation dtype."""
+    bm, bn, bk, splits = blocks
     with jax.named_scope(name):
-        return matmul(x, w, bm=bm, bn=bn, bk=bk, out_dtype=x.dtype)
+        a = x.astype(w.dtype) if low_precision and w.dtype.itemsize < x.dtype.itemsize else x
+        return matmul(a, w, bm=bm, bn=bn, bk=bk, splits=splits, out_dtype=x.dtype)
+
+
+def _all_reduce(x: jax.Array, tp_axis: str | None) -> jax.Array:
+    """The partial sums of a row-parallel matmul added over the tensor-parallel axis (none: unsharded)."""
+    return x if tp_axis is None else jax.lax.psum(x, tp_axis)
 
 
 def _mlp(h: jax.Array, layer: dict, c: LlamaConfig, blocks: ModelBlocks) -> jax.Array:
     if c.is_moe:
         return _moe_mlp(h, layer, c, blocks)
-    gate_up = _mm(h, layer["w_gate_up"], blocks.gate_up, "gate_up")
+    gate_up = _mm(h, layer["w_gate_up"], blocks.gate_up, "gate_up", blocks.low_precision_compute)
     gate, up = jnp.split(gate_up, 2, axis=-1)
-    return _mm(jax.nn.silu(gate) * up, layer["w_down"], blocks.down, "down")
+    return _mm(jax.nn.silu(gate) * up, layer["w_down"], blocks.down, "down", blocks.low_precision_compute)
 
 
 def _moe_mlp(h: jax.Array, layer: dict, c: LlamaConfig, blocks: ModelBlocks) -> jax.Array:
@@ -110,7 +123,7 @@ def _moe_mlp(h: jax.Array, layer: dict, c: LlamaConfig, blocks: ModelBlocks) -> 
     tokens, so the executed expert matmuls are (capacity, D) x (D, 2F) for each touched expert.
     Which experts are touched is decided by the router; for counting only how many matters.
     """
-    logits = _mm(h, layer["w_router"], blocks.router, "router").astype(jnp.float32)
+    logits = _mm(h, layer["w_router"], blocks.router, "router", blocks.low_precision_compute).astype(jnp.float32)
     weights, chosen = jax.lax.top_k(jax.nn.softmax(logits, axis=-1), c.experts_per_token)
     weights = weights / weights.sum(-1, keepdims=True)
     touched = blocks.experts_touched
@@ -123,9 +136,9 @@ def _moe_mlp(h: jax.Array, layer: dict, c: LlamaConfig, blocks: ModelBlocks) -> 
         gate = (weights * (chosen == e)).sum(-1)  # (tokens,) routing weight of expert e, 0 if not chosen
         order = jnp.argsort(-(gate > 0).astype(jnp.int32), stable=True)[: blocks.expert_capacity]
         xs = h[order]
-        gate_up = _mm(xs, layer["w_gate_up"][e], blocks.gate_up, "gate_up")
+        gate_up = _mm(xs, layer["w_gate_up"][e], blocks.gate_up, "gate_up", blocks.low_precision_compute)
         g, u = jnp.split(gate_up, 2, axis=-1)
-        ys = _mm(jax.nn.silu(g) * u, layer["w_down"][e], blocks.down, "down")
+        ys = _mm(jax.nn.silu(g) * u, layer["w_down"][e], blocks.down, "down", blocks.low_precision_compute)
         out = out.at[order].add(ys * gate[order][:, None].astype(ys.dtype))
     return out
 
@@ -139,7 +152,7 @@ def _split_heads(qkv: jax.Array, c: LlamaConfig) -> tuple[jax.Array, jax.Array, 
 
 
 def prefill(params: dict, tokens: jax.Array, config: LlamaConfig, blocks: ModelBlocks,
-            cache_len: int, all_logits: bool = False) -> tuple[jax.Array, KVCache]:
+            cache_len: int, all_logits: bool = False, tp_axis: str | None = None) -> tuple[jax.Array, KVCache]:
     """Run a (B, S) prompt through the model; return logits (B, V) of the last position (or (B, S, V))
     and the KV cache (layers, B, G, cache_len, hd) holding the S prompt positions."""
     c = config
@@ -152,16 +165,16 @@ def prefill(params: dict, tokens: jax.Array, config: LlamaConfig, blocks: ModelB
     def layer_fn(x, layer):
         with jax.named_scope("attention"):
             h = rms_norm(x, layer["attn_norm"], c.rms_norm_eps)
-            q, k, v = _split_heads(_mm(h, layer["wqkv"], blocks.qkv, "qkv"), c)
+            q, k, v = _split_heads(_mm(h, layer["wqkv"], blocks.qkv, "qkv", blocks.low_precision_compute), c)
             q = apply_rope(q.reshape(batch, seq, c.num_heads, c.head_dim), cos, sin)
             k = apply_rope(k.reshape(batch, seq, c.num_kv_heads, c.head_dim), cos, sin)
             v = v.reshape(batch, seq, c.num_kv_heads, c.head_dim)
             q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, v))  # (B, heads, S, hd)
             attn = flash_attention(q, k, v, causal=True, block_q=bq, block_kv=bkv)
             attn = attn.transpose(0, 2, 1, 3).reshape(batch * seq, c.q_size)
-            x = x + _mm(attn, layer["wo"], blocks.o, "o_proj")
+            x = x + _all_reduce(_mm(attn, layer["wo"], blocks.o, "o_proj", blocks.low_precision_compute), tp_axis)
         with jax.named_scope("mlp"):
-            x = x + _mlp(rms_norm(x, layer["mlp_norm"], c.rms_norm_eps), layer, c, blocks)
+            x = x + _all_reduce(_mlp(rms_norm(x, layer["mlp_norm"], c.rms_norm_eps), layer, c, blocks), tp_axis)
         return x, (k, v)
 
     x, (ks, vs) = jax.lax.scan(layer_fn, x, params["layers"])
@@ -172,36 +185,44 @@ def prefill(params: dict, tokens: jax.Array, config: LlamaConfig, blocks: ModelB
         x = x[:, -1]
     with jax.named_scope("head"):
         h = rms_norm(x, params["final_norm"], c.rms_norm_eps)
-        logits = _mm(h.reshape(-1, c.hidden_size), params["lm_head"], blocks.lm_head, "lm_head")
+        logits = _mm(h.reshape(-1, c.hidden_size), params["lm_head"], blocks.lm_head, "lm_head",
+                     blocks.low_precision_compute)
     return logits.reshape(*x.shape[:-1], c.vocab_size).astype(jnp.float32), cache
 
 
 def decode(params: dict, tokens: jax.Array, cache: KVCache, lengths: jax.Array, config: LlamaConfig,
-           blocks: ModelBlocks) -> tuple[jax.Array, KVCache]:
+           blocks: ModelBlocks, tp_axis: str | None = None) -> tuple[jax.Array, KVCache]:
     """One token per sequence: tokens (B,) at positions ``lengths - 1`` (lengths count the new token).
 
-    Returns logits (B, V) and the cache with the new K/V appended by the decode kernel."""
+    Sequences may be at different positions (a ragged batch): each gets its own RoPE angle and
+    attends over its own ``lengths[b]`` cache positions. The stacked cache (L, B, G, S, hd) is the
+    layer scan's carry and each layer's decode kernel writes its new row in place. Returns logits
+    (B, V) and the cache with the new K/V appended."""
     c = config
     x = params["embed"][tokens].astype(params["final_norm"].dtype)
-    cos, sin = rope_tables(lengths - 1, c.head_dim, c.rope_theta)
+    cos, sin = rope_tables((lengths - 1)[:, None], c.head_dim, c.rope_theta)  # (B, 1, hd)
 
-    def layer_fn(x, inputs):
-        layer, k_cache, v_cache = inputs
+    def layer_fn(carry, inputs):
+        x, k_cache, v_cache = carry
+        layer, index = inputs
         with jax.named_scope("attention"):
             h = rms_norm(x, layer["attn_norm"], c.rms_norm_eps)
-            q, k, v = _split_heads(_mm(h, layer["wqkv"], blocks.qkv, "qkv"), c)
+            q, k, v = _split_heads(_mm(h, layer["wqkv"], blocks.qkv, "qkv", blocks.low_precision_compute), c)
             q = apply_rope(q[:, None], cos, sin)[:, 0]
             k = apply_rope(k[:, None], cos, sin)[:, 0]
-            attn, new_cache = decode_step(q, k, v, KVCache(k_cache, v_cache), lengths, block_kv=blocks.decode_kv,
-                                          splits=blocks.decode_splits)
-            x = x + _mm(attn.reshape(-1, c.q_size), layer["wo"], blocks.o, "o_proj")
+            attn, cache = decode_step(q, k, v, KVCache(k_cache, v_cache), lengths, block_kv=blocks.decode_kv,
+                                      splits=blocks.decode_splits, layer=index)
+            o = _mm(attn.reshape(-1, c.q_size), layer["wo"], blocks.o, "o_proj", blocks.low_precision_compute)
+            x = x + _all_reduce(o, tp_axis)
         with jax.named_scope("mlp"):
-            x = x + _mlp(rms_norm(x, layer["mlp_norm"], c.rms_norm_eps), layer, c, blocks)
-        return x, (new_cache.k, new_cache.v)
+            x = x + _all_reduce(_mlp(rms_norm(x, layer["mlp_norm"], c.rms_norm_eps), layer, c, blocks), tp_axis)
+        return (x, cache.k, cache.v), None
 
-    x, (ks, vs) = jax.lax.scan(layer_fn, x, (params["layers"], cache.k, cache.v))
+    layer_index = jnp.arange(c.num_layers, dtype=jnp.int32)
+    (x, ks, vs), _ = jax.lax.scan(layer_fn, (x, cache.k, cache.v), (params["layers"], layer_index))
     with jax.named_scope("head"):
-        logits = _mm(rms_norm(x, params["final_norm"], c.rms_norm_eps), params["lm_head"], blocks.lm_head, "lm_head")
+        h = rms_norm(x, params["final_norm"], c.rms_norm_eps)
+        logits = _mm(h, params["lm_head"], blocks.lm_head, "lm_head", blocks.low_precision_compute)
     return logits.astype(jnp.float32), KVCache(ks, vs)
 
 
@@ -225,13 +246,17 @@ class Generation:
 
 
 class Generator:
-    """Jitted prefill and decode step for one config and block choice; one compile per shape, none per token."""
+    """Jitted prefill and decode step for one config and block choice; one compile per shape, none per token.
 
-    def __init__(self, config: LlamaConfig, prefill_blocks: ModelBlocks, decode_blocks: ModelBlocks) -> None:
+    ``prefill_fn`` and ``decode_fn`` take the arguments of ``prefill`` and ``decode`` (the tensor-parallel
+    forms in ``accelsim.models.sharding`` do)."""
+
+    def __init__(self, config: LlamaConfig, prefill_blocks: ModelBlocks, decode_blocks: ModelBlocks,
+                 prefill_fn: Callable = prefill, decode_fn: Callable = decode) -> None:
         self.config = config
         self.prefill_blocks, self.decode_blocks = prefill_blocks, decode_blocks
-        self._prefill = jax.jit(prefill, static_argnames=("config", "blocks", "cache_len", "all_logits"))
-        self._decode = jax.jit(decode, static_argnames=("config", "blocks"), donate_argnames=("cache",))
+        self._prefill = jax.jit(prefill_fn, static_argnames=("config", "blocks", "cache_len", "all_logits"))
+        self._decode = jax.jit(decode_fn, static_argnames=("config", "blocks"), donate_argnames=("cache",))
 
     def generate(self, params: dict, prompt: np.ndarray, max_new_tokens: int, temperature: float = 0.0,
                  seed: int = 0, eos_id: int | None = None,

@@ -29,18 +29,27 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
 
 
 def rope_tables(positions: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
-    """``cos``/``sin`` of shape ``(T, head_dim)`` for the rotate-half (NeoX / Hugging Face) convention."""
+    """``cos``/``sin`` of shape ``positions.shape + (head_dim,)`` for the rotate-half (NeoX / Hugging Face)
+    convention: ``(T, hd)`` for positions ``(T,)`` shared by a batch, ``(B, T, hd)`` for ``(B, T)``."""
     inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
-    angles = positions.astype(jnp.float32)[:, None] * inv_freq[None, :]  # (T, hd/2)
-    angles = jnp.concatenate([angles, angles], axis=-1)  # (T, hd): dim i and i + hd/2 share a frequency
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq  # (..., hd/2)
+    angles = jnp.concatenate([angles, angles], axis=-1)  # (..., hd): dim i and i + hd/2 share a frequency
     return jnp.cos(angles), jnp.sin(angles)
 
 
 def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
-    """Rotate pairs ``(x[i], x[i + hd/2])`` of ``x`` ``(B, T, heads, hd)`` by the position's angle."""
-    half = x.shape[-1] // 2
+    """Rotate pairs ``(x[i], x[i + hd/2])`` of ``x`` ``(B, T, heads, hd)`` by each position's angle.
+
+    ``cos``/``sin`` are ``(T, hd)``, the same positions for every sequence, or ``(B, T, hd)``, each
+    sequence its own (a decode step of a ragged batch)."""
+    batch, seq, _, hd = x.shape
+    if cos.shape != sin.shape or cos.shape not in ((seq, hd), (batch, seq, hd)):
+        raise AccelsimError(f"rope: cos/sin of shape {tuple(cos.shape)}/{tuple(sin.shape)} do not fit x of shape "
+                            f"{tuple(x.shape)}: need ({seq}, {hd}) or ({batch}, {seq}, {hd})")
+    half = hd // 2
     rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-    return (x * cos[:, None, :] + rotated * sin[:, None, :]).astype(x.dtype)
+    cos, sin = cos[..., None, :], sin[..., None, :]  # broadcast over heads
+    return (x * cos + rotated * sin).astype(x.dtype)
 
 
 def attention(x: jax.Array, layer: dict, c: LlamaConfig, cos: jax.Array, sin: jax.Array) -> jax.Array:

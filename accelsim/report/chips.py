@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from accelsim.chips import Chip
-from accelsim.report.table import render, si
+from accelsim.report.table import footnote, render, si
 
 
 def chip_rows(chips: list[Chip]) -> list[dict]:
@@ -38,8 +38,8 @@ def chips_table(chips: list[Chip], with_sources: bool = True) -> str:
     ]
     text = render(rows, columns)
     if with_sources:
-        text += "\n\nSources (per chip: matrix unit; each file lists one per figure):\n"
-        text += "\n".join(f"  {c.name}: {c.matrix.source}" for c in chips)
+        text += footnote("\n\nSources (per chip: matrix unit; each file lists one per figure):\n"
+                         + "\n".join(f"  {c.name}: {c.matrix.source}" for c in chips))
     return text
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from accelsim.report.table import render, seconds, si
+from accelsim.report.table import footnote, render, seconds, si
 from accelsim.tiling.plan import Plan
 
 
@@ -20,4 +20,4 @@ def plans_table(plans: list[Plan], title: str = "") -> str:
     ]
     text = render(plans, columns, title)
     notes = sorted({f"{p.chip}: {n}" for p in plans for n in p.notes})
-    return text + ("\n" + "\n".join(notes) if notes else "")
+    return text + footnote("\n" + "\n".join(notes) if notes else "")

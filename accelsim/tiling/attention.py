@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from accelsim.chips.spec import Chip
-from accelsim.cost.blocks import BlockStream, grid_axes
+from accelsim.cost.blocks import BlockStream, check_size, grid_axes
 from accelsim.cost.cache import level_bytes, main_bytes_on_chip
 from accelsim.cost.footprint import footprint
 from accelsim.cost.compute import ACC_BYTES, exp_cycles, step_cycles, step_operand_bytes, waves
@@ -63,6 +63,8 @@ def flash_streams(batch: int, kv_heads: int, group: int, q_len: int, kv_len: int
     nq, nkv = math.ceil(q_len / block_q), math.ceil(kv_len / block_kv)
     grid = (batch, kv_heads, nq, nkv)
     b, g, qi, j = grid_axes(grid)
+    if causal:
+        check_size((nq, nkv), "the causal attention mask")
     kv = np.minimum(j, causal_last_block(qi, block_q, block_kv, q_len, nkv)) if causal else j
     zero = np.zeros((1,) * 4, np.int64)
     q_shape, kv_shape = (batch, kv_heads, group, q_len, head_dim), (batch, kv_heads, kv_len, head_dim)
@@ -121,9 +123,9 @@ def plan_attention(batch: int, heads: int, kv_heads: int, q_len: int, kv_len: in
 
 def attention_flops(batch: int, heads: int, q_len: int, kv_len: int, head_dim: int, causal: bool) -> tuple[float, float]:
     """(useful FLOPs of QK^T + PV, useful softmax exponentials): 4*D FLOPs and one exp per unmasked score."""
-    if causal:
-        i = np.arange(q_len)
-        scores = float(np.minimum(i + 1, kv_len).sum())
+    if causal:  # sum over query rows i of min(i + 1, kv_len), in closed form (no array of q_len rows)
+        full = min(q_len, kv_len)
+        scores = float(full * (full + 1) // 2 + (q_len - full) * kv_len)
     else:
         scores = float(q_len) * kv_len
     return 4.0 * batch * heads * head_dim * scores, batch * heads * scores

@@ -16,7 +16,7 @@ from accelsim.chips.spec import Chip
 from accelsim.cost.blocks import BlockStream, grid_axes
 from accelsim.cost.cache import level_bytes, main_bytes_on_chip
 from accelsim.cost.compute import exp_cycles, step_cycles, step_operand_bytes, waves
-from accelsim.cost.timing import mbu, mfu, overlap
+from accelsim.cost.timing import in_sequence, mbu, mfu, overlap
 from accelsim.dtypes import canonical_dtype, dtype_bytes
 from accelsim.errors import AccelsimError
 from accelsim.tiling.attention import check_heads
@@ -144,20 +144,15 @@ def _decode_plan(chip: Chip, dtype: str, lengths: list[int], heads: int, kv_head
     timings = [attention, overlap(chip, 0.0, level_bytes(chip, append, append, 0.0), 2 * head_dim * in_b,
                                   2 * head_dim * in_b, grid_steps=batch * kv_heads,
                                   operand_bytes=2 * batch * kv_heads * head_dim * in_b + 4 * cache_bytes)]
-    level_parts = [attention_levels, level_bytes(chip, append, append, 0.0)]
     combine_exps = batch * kv_heads * splits * group if splits > 1 else 0.0
     if splits > 1:
         combine_levels = level_bytes(chip, partial + q_bytes, partial + q_bytes, 0.0)
         combine_compute = waves(batch * kv_heads, chip.matrix.count) * exp_cycles(chip, combine_exps) / (batch * kv_heads)
         timings.append(overlap(chip, combine_compute, combine_levels, splits * group * (head_dim + 2) * 4.0,
                                group * head_dim * in_b, grid_steps=batch * kv_heads, operand_bytes=partial + q_bytes))
-        level_parts.append(combine_levels)
-    levels = {name: sum(part[name] for part in level_parts) for name in attention_levels}
-    total_cycles = sum(t.total_cycles for t in timings)
-    time_s = total_cycles / chip.clock_hz
-    memory = {name: sum(t.memory_cycles[name] for t in timings) for name in levels}
-    terms = {"compute": sum(t.compute_cycles for t in timings), **memory}
-    bound = max(terms, key=terms.get)
+    step = in_sequence(chip, timings)
+    levels, memory, total_cycles, time_s, bound = (step.bytes_per_level, step.memory_cycles, step.total_cycles,
+                                                   step.time_s, step.bound)
     scores = float(lens.sum()) * heads
     flops = 4.0 * scores * head_dim
     main = levels[chip.main_memory.name]
@@ -169,7 +164,7 @@ def _decode_plan(chip: Chip, dtype: str, lengths: list[int], heads: int, kv_head
         blocks={"block_kv": block_kv, "splits": splits}, grid=grid, bytes_per_level=levels,
         compulsory_bytes=append + 2 * q_bytes + 2 * kv_heads * head_dim * in_b * float(lens.sum()),
         flops=flops, executed_flops=4.0 * computed * group * block_kv * head_dim,
-        compute_cycles=terms["compute"], memory_cycles=memory, total_cycles=total_cycles,
+        compute_cycles=step.compute_cycles, memory_cycles=memory, total_cycles=total_cycles,
         time_s=time_s, bound=bound, mfu=mfu(chip, dtype, flops, time_s), mbu=mbu(chip, main, time_s),
         other_ops={"exp": scores, "exp_executed": attention_exps + combine_exps,
                    "kv_cache_read_bytes": 2 * kv_bytes, "kv_cache_write_bytes": append / 2},

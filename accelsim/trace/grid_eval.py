@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from jax import tree_util
 
+from accelsim.errors import AccelsimError
 from accelsim.cost.blocks import as_grid_array, grid_axes
 
 try:  # jax < 0.11 has ClosedJaxpr and Literal in jax.core; later versions merge ClosedJaxpr into Jaxpr
@@ -22,8 +23,14 @@ except ImportError:  # pragma: no cover
     from jax.core import Literal
 
 
-class NotStatic(Exception):
-    """The value depends on array data, not only on grid indices and scalar-prefetch operands."""
+class NotStatic(AccelsimError):
+    """The value depends on array data, not only on grid indices and scalar-prefetch operands.
+
+    The workload tracer sets ``primitive`` and ``scope`` (its ``jax.named_scope``) to where it was raised.
+    An ``AccelsimError``, so one that reaches the command line is one line, never a traceback."""
+
+    primitive: str = ""
+    scope: str = ""
 
 
 def _int_div(x, y):

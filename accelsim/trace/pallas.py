@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from accelsim.cost.blocks import BlockStream, StreamCount, count_stream, count_true
-from accelsim.dtypes import dtype_bytes, dtype_name
+from accelsim.dtypes import array_itemsize, dtype_bytes, dtype_name
 from accelsim.trace.grid_eval import NotStatic, eval_index_map, eval_scalar_jaxpr, read
 
 _CALLS = ("pjit", "jit", "closed_call", "custom_jvp_call", "custom_vjp_call", "remat", "checkpoint")
@@ -108,7 +108,7 @@ def kernel_streams(grid_mapping, prefetch: list[np.ndarray]) -> list[BlockStream
         streams.append(BlockStream(
             grid=grid, index=eval_index_map(bm.index_map_jaxpr, grid, prefetch),
             block_shape=tuple(size for _, size in sizes), array_shape=tuple(int(d) for d in aval.shape),
-            itemsize=float(np.dtype(aval.dtype).itemsize), is_output=operand >= grid_mapping.num_inputs,
+            itemsize=array_itemsize(aval.dtype), is_output=operand >= grid_mapping.num_inputs,
             element=tuple(kind == "Element" for kind, _ in sizes)))
     return streams
 
@@ -191,7 +191,7 @@ def record_pallas_call(eqn, prefetch: list[np.ndarray], scope: str, weight: floa
     name = str(eqn.params.get("name") or getattr(eqn.params.get("metadata"), "name", "") or "pallas_call")
     operands = [v.aval for v in eqn.invars[grid_mapping.num_index_operands:] if not hasattr(v, "val")]
     operands += [v.aval for v in eqn.outvars]
-    operand_bytes = float(sum(np.prod(a.shape) * np.dtype(a.dtype).itemsize for a in operands))
+    operand_bytes = float(sum(np.prod(a.shape) * array_itemsize(a.dtype) for a in operands))
     streams = tuple(kernel_streams(grid_mapping, prefetch))
     return KernelRecord(name=name, scope=scope, grid=grid, streams=streams,
                         counts=tuple(count_stream(s) for s in streams), dots=dots, exps=exps, weight=weight,

@@ -3,7 +3,8 @@
 Kernels are priced from what they executed (block copies, block products at their own dtypes);
 matmuls left to XLA are priced at the roofline of their dtype; other XLA ops move their operands
 once through main memory (an unfused upper bound) and their arithmetic is not modelled on the
-matrix unit. Every record becomes an ``OpCost``: a name and scope around a ``Cost`` value.
+matrix unit; collectives take the time of their ring algorithm on the chip's links
+(``accelsim.cost.interconnect``). Every record becomes an ``OpCost``: a name and scope around a ``Cost`` value.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from dataclasses import dataclass
 from accelsim.chips.spec import Chip
 from accelsim.cost.cache import level_bytes, main_bytes_on_chip
 from accelsim.cost.compute import exp_cycles, step_cycles, step_operand_bytes, waves
+from accelsim.cost.interconnect import collective_time
 from accelsim.cost.result import Cost
 from accelsim.cost.timing import overlap
+from accelsim.ops import op_of_kernel
+from accelsim.trace.collectives import Collective
 from accelsim.trace.pallas import KernelRecord
 from accelsim.trace.workload import WorkloadTrace, XlaMatmul, XlaOp
 
@@ -26,8 +30,9 @@ class OpCost:
 
     name: str
     scope: str
-    kind: str  # "kernel", "xla_matmul" or "xla_op"
+    kind: str  # "kernel", "xla_matmul", "xla_op" or "collective"
     cost: Cost
+    op: str = ""  # the registered op a kernel belongs to (accelsim.ops), "" for a user's own kernel or XLA
 
     def __getattr__(self, attribute: str):  # bytes_per_level, time_s, bound, ... read through to the cost
         if attribute.startswith("__"):
@@ -47,7 +52,8 @@ def price_kernel(record: KernelRecord, chip: Chip) -> OpCost:
     timing = overlap(chip, compute, levels, record.prologue_bytes, record.epilogue_bytes, grid_steps=steps,
                      operand_bytes=record.operand_bytes)
     cost = timing.cost(flops=record.flops, calls=1.0, exps=record.exps, grid_steps=float(steps))
-    return OpCost(record.name, record.scope, "kernel", cost * record.weight)
+    op = op_of_kernel(record.name)
+    return OpCost(record.name, record.scope, "kernel", cost * record.weight, op.name if op else "")
 
 
 def _main_bytes(record: KernelRecord, chip: Chip) -> float:
@@ -86,10 +92,18 @@ def price_xla_op(record: XlaOp, chip: Chip) -> OpCost:
     return OpCost(record.name, record.scope, "xla_op", cost * record.weight)
 
 
+def price_collective(record: Collective, chip: Chip) -> OpCost:
+    """A collective: the bytes each device sends over the chip's links, bound by the interconnect."""
+    link = collective_time(record.algorithm, record.bytes, record.devices, chip)
+    cost = Cost.of("interconnect", link.time_s, bytes_per_level={link.link: link.sent_bytes},
+                   total_cycles=link.time_s * chip.clock_hz, calls=1.0)
+    return OpCost(record.name, record.scope, "collective", cost * record.weight)
+
+
 def price_workload(trace: WorkloadTrace, chip: Chip) -> list[OpCost]:
     """Every record of a traced workload, priced on ``chip``, in execution order per kind."""
     return ([price_kernel(k, chip) for k in trace.kernels] + [price_xla_matmul(m, chip) for m in trace.matmuls]
-            + [price_xla_op(o, chip) for o in trace.ops])
+            + [price_xla_op(o, chip) for o in trace.ops] + [price_collective(c, chip) for c in trace.collectives])
 
 
 def total(costs: list[OpCost]) -> Cost:

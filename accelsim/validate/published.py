@@ -1,0 +1,169 @@
+"""``accelsim validate --published``: our estimate against public serving measurements, row by row.
+
+The rows live in ``accelsim/validate/published.toml`` (each with its source and the figure as quoted;
+see ``PUBLISHED.md``). They validate the model and never tune it: no chip file figure comes from them.
+A row is priced as one ``estimate`` of one model replica (``tp`` chips, else ``chips / replicas``) at the
+row's batch or concurrency (1 where the source states none, said so in the output). Maximum-throughput
+figures (MLPerf Offline and Server, "infinite rate" runs) need a search over batch, which is the serving
+frontier's job: those rows are listed as waiting for it, not priced.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from accelsim.chips import load_chip
+from accelsim.errors import AccelsimError
+
+PUBLISHED = Path(__file__).with_name("published.toml")
+QUICK_IDS = ("cerebras-llama31-8b-launch", "groq-llama2-70b-300tps-claim", "neuron-llama33-70b-trn2-bf16-tpot")
+LOW_PRECISION = {"fp8": "fp8", "int8": "int8", "fp4": "fp4"}  # W8A8-style compute: weights and activations
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One row: what was measured, what we predict, and our binding limit (or why it was not priced)."""
+
+    id: str
+    model: str
+    chip: str
+    chips: int  # 0: not stated by the source
+    metric: str
+    measured: float
+    predicted: float | None
+    binding_limit: str
+    note: str
+    source: str
+
+    @property
+    def ratio(self) -> float | None:
+        return self.predicted / self.measured if self.predicted is not None else None
+
+
+def load_rows(path: Path = PUBLISHED) -> list[dict[str, Any]]:
+    """The published rows, checked for the fields pricing needs."""
+    try:
+        rows = tomllib.loads(path.read_text(encoding="utf-8")).get("row", [])
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise AccelsimError(f"published measurements {path}: {exc}") from None
+    for row in rows:
+        for field in ("id", "model", "chip", "metric", "value", "source"):
+            if field not in row:
+                raise AccelsimError(f"published measurements {path}: row {row.get('id', '?')} has no '{field}'")
+    return rows
+
+
+def _replica_chips(row: dict[str, Any]) -> int | None:
+    """Chips of one model replica: chips / replicas (a row's ``tp`` may count cores, not chips), else its
+    tensor-parallel degree; None when the source states neither (then as few as hold the model)."""
+    if "chips" in row:
+        return max(1, int(row["chips"]) // int(row.get("replicas", 1)))
+    return int(row["tp"]) if "tp" in row else None
+
+
+def compare_row(row: dict[str, Any]) -> Comparison:
+    """Price one published row (see the module docstring for how)."""
+    from accelsim.models.estimate import run_estimate
+
+    base = dict(id=row["id"], model=row["model"], chip=row["chip"], chips=int(row.get("chips", 0)), metric=row["metric"],
+                measured=float(row["value"]), source=row["source"])
+    if row.get("needs_sweep"):
+        return Comparison(**base, predicted=None, binding_limit="-",
+                          note="maximum-throughput figure: waits for the frontier's batch search (issue [8])")
+    batch = int(row.get("batch") or row.get("concurrency") or 1)
+    notes = [] if ("batch" in row or "concurrency" in row) else ["no batch stated: priced at batch 1"]
+    input_len = int(row.get("input_len") or row.get("input_len_max") or 1024)
+    output_len = max(2, int(row.get("output_len") or 128))
+    precision = str(row.get("precision", "bf16")).lower()
+    weights = LOW_PRECISION.get(precision, "bf16")
+    if row.get("speculative"):
+        notes.append("measured with speculative decoding; priced without")
+    try:
+        result = run_estimate(row["model"], [load_chip(row["chip"])], batch=batch, prompt_len=input_len,
+                              gen_len=output_len, weights=weights, num_chips=_replica_chips(row),
+                              low_precision_compute=weights != "bf16")
+    except AccelsimError as exc:
+        return Comparison(**base, predicted=None, binding_limit="-", note=f"not priced: {exc}")
+    run = result.runs[0]
+    per_replica = _replica_chips(row) or run.capacity.chips
+    replicas = int(row.get("replicas", max(1, int(row.get("chips", per_replica)) // per_replica)))
+    predicted = {"tokens_per_s_user": run.tokens_per_s_user, "tokens_per_s_total": run.tokens_per_s_aggregate * replicas,
+                 "ttft_s": run.ttft_s, "tpot_s": run.tpot_s}.get(row["metric"])
+    if predicted is None:
+        return Comparison(**base, predicted=None, binding_limit=run.binding_limit,
+                          note=f"metric {row['metric']} is not one we predict")
+    notes.append(f"batch {batch}, {input_len} in / {output_len} out, {per_replica} chip(s) per replica, "
+                 f"{result.compute}")
+    return Comparison(**base, predicted=float(predicted), binding_limit=run.binding_limit, note="; ".join(notes))
+
+
+def compare_published(quick: bool = False, progress: Callable[[str], None] = lambda m: None,
+                      path: Path = PUBLISHED) -> list[Comparison]:
+    rows = load_rows(path)
+    if quick:
+        rows = [r for r in rows if r["id"] in QUICK_IDS]
+    out = []
+    for row in rows:
+        out.append(compare_row(row))
+        shown = out[-1]
+        progress(f"  {shown.id}: measured {shown.measured:.4g}, predicted "
+                 f"{'-' if shown.predicted is None else f'{shown.predicted:.4g}'}")
+    return out
+
+
+def median_error(comparisons: list[Comparison]) -> float | None:
+    """Median of |predicted / measured - 1| over the priced rows."""
+    errors = sorted(abs(c.ratio - 1) for c in comparisons if c.ratio is not None)
+    if not errors:
+        return None
+    mid = len(errors) // 2
+    return errors[mid] if len(errors) % 2 else (errors[mid - 1] + errors[mid]) / 2
+
+
+def write_published(comparisons: list[Comparison], folder: Path) -> tuple[Path, Path]:
+    """JSON of every row and a PNG of predicted against measured (log-log, with the 1.5x band)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path, png_path = folder / "validate-published.json", folder / "validate-published.png"
+    rows = [{**c.__dict__, "ratio": c.ratio} for c in comparisons]
+    json_path.write_text(json.dumps({"median_abs_error": median_error(comparisons), "rows": rows}, indent=2,
+                                    allow_nan=False))
+    priced = [c for c in comparisons if c.ratio is not None and c.predicted > 0]
+    fig, ax = plt.subplots(figsize=(7, 6))
+    for metric in sorted({c.metric for c in priced}):
+        group = [c for c in priced if c.metric == metric]
+        ax.scatter([c.measured for c in group], [c.predicted for c in group], label=metric, s=40)
+        for c in group:
+            ax.annotate(c.id, (c.measured, c.predicted), fontsize=6, alpha=0.7)
+    if priced:
+        lo = min(min(c.measured, c.predicted) for c in priced) / 2
+        hi = max(max(c.measured, c.predicted) for c in priced) * 2
+        line = [lo, hi]
+        ax.plot(line, line, "k-", lw=1)
+        ax.fill_between(line, [v / 1.5 for v in line], [v * 1.5 for v in line], color="grey", alpha=0.15,
+                        label="within 1.5x")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("published measurement")
+    ax.set_ylabel("accelsim prediction")
+    err = median_error(comparisons)
+    ax.set_title("accelsim vs published serving measurements"
+                 + ("" if err is None else f" (median |pred/meas - 1| = {err:.0%})"))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+    return json_path, png_path
+
+
+def finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
