@@ -11,7 +11,6 @@ frontier's job: those rows are listed as waiting for it, not priced.
 from __future__ import annotations
 
 import json
-import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,7 +162,3 @@ def write_published(comparisons: list[Comparison], folder: Path) -> tuple[Path, 
     fig.savefig(png_path, dpi=120)
     plt.close(fig)
     return json_path, png_path
-
-
-def finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
