@@ -10,7 +10,7 @@ import sys
 from accelsim.errors import AccelsimError
 from accelsim.report.table import csv_tables
 
-COMMANDS = ("demo", "chips", "calibrate", "matmul", "attention", "decode", "run", "estimate", "validate")
+COMMANDS = ("demo", "chips", "calibrate", "matmul", "attention", "decode", "run", "estimate", "validate", "frontier")
 
 
 class _OneLineParser(argparse.ArgumentParser):

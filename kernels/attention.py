@@ -240,6 +240,7 @@ def _flash_attention(q, k, v, *, causal: bool, block_q: int, block_kv: int, inte
     out = kernel_call(
         kernel,
         compiled=form == "compiled",
+        loop_axes=(2,) if causal else (),  # the q block decides which kv blocks run: skip the rest, not mask them
         grid=specs.grid,
         in_specs=specs.in_specs,
         out_specs=specs.out_specs[0],

@@ -17,24 +17,24 @@ for ``dot``, is the GPU chips' ``[block_rule]``.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from typing import Iterator
 
 import jax
 
 _TARGETS = ("cpu", "interpret", "gpu", "tpu")
-_FORCED: contextvars.ContextVar[str | None] = contextvars.ContextVar("accelsim_kernel_target", default=None)
+# A jit-cache-sensitive context, not a plain contextvar: a jitted workload first run compiled and then
+# traced under ``lowering_for("interpret")`` must be traced again, not served the compiled form's jaxpr.
+_FORCED = jax.make_user_context(None)
 
-
-# What a CPU host runs by default: 'cpu' (the compiled executor) once the tracer reads its counts under
-# ``lowering_for("interpret")`` (accelsim/trace/workload.py), 'interpret' (Pallas interpret mode) until then.
-CPU_DEFAULT = "interpret"
+# What a CPU host runs by default: the compiled executor. The tracer reads its counts from the Pallas form
+# under ``lowering_for("interpret")`` (accelsim/trace/workload.py), so counts do not depend on this.
+CPU_DEFAULT = "cpu"
 
 
 def kernel_target() -> str:
     """'gpu', 'tpu', 'cpu' or 'interpret': the target named by ``lowering_for``, else the JAX default
     backend (``CPU_DEFAULT`` on a CPU host)."""
-    forced = _FORCED.get()
+    forced = _FORCED.value
     if forced is not None:
         return forced
     backend = jax.default_backend()
@@ -47,15 +47,12 @@ def lowering_for(target: str) -> Iterator[None]:
     'tpu' (Mosaic), 'cpu' (the compiled CPU executor, ``kernels.grid_exec``) or 'interpret' (the
     ``pallas_call`` grid form in interpret mode: what the tracer reads its counts from).
 
-    Kernels resolve the target outside their own ``jax.jit`` caches (a static argument), but JAX
-    caches a traced function by identity: trace a fresh function (or a fresh ``jax.jit``) per target."""
+    The target is part of every ``jax.jit`` cache key, so one jitted function traced under two targets
+    is traced twice, once per form."""
     if target not in _TARGETS:
         raise ValueError(f"lowering_for: target must be one of {', '.join(_TARGETS)}, got {target!r}")
-    token = _FORCED.set(target)
-    try:
+    with _FORCED(target):
         yield
-    finally:
-        _FORCED.reset(token)
 
 
 def default_interpret() -> bool:

@@ -113,7 +113,9 @@ def decode_hbm_bytes(*, lengths, heads: int, kv_heads: int, head_dim: int, items
 # index last (stacked caches); q, output and partial-state index maps ignore all but lengths.
 
 def _decode_update(q, k, v, m_prev, l_prev, acc_prev, *, kv_start, length, scale):
-    """q (group, D), k/v (block, D); positions >= length masked; f32 online-softmax state."""
+    """q (group, D), k/v (block, D), widened to q's dtype if stored narrower (an fp8 cache);
+    positions >= length masked; f32 online-softmax state."""
+    k, v = k.astype(q.dtype), v.astype(q.dtype)
     bkv = k.shape[0]
     pos = kv_start + lax.broadcasted_iota(jnp.int32, (1, bkv), 1)
     v_pos = kv_start + lax.broadcasted_iota(jnp.int32, (bkv, 1), 0)

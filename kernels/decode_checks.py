@@ -15,6 +15,7 @@ import numpy as np
 from accelsim.errors import AccelsimError
 
 _FLOAT_DTYPES = ("float32", "bfloat16", "float16")
+_STORED_DTYPES = ("float8_e4m3fn",)  # a cache stored narrow: each block is widened to q's dtype in the kernel
 
 
 def _concrete(x: Any) -> np.ndarray | None:
@@ -65,9 +66,12 @@ def _check_q_kv(q: Any, k: Any, v: Any) -> tuple[int, int, int, int]:
     check_dims("v cache", v, 4)
     if k.shape != v.shape:
         raise AccelsimError(f"decode: k and v caches differ in shape: {tuple(k.shape)} vs {tuple(v.shape)}")
-    for name, x in (("q", q), ("k cache", k), ("v cache", v)):
-        _check_float(name, x)
-    if not (q.dtype == k.dtype == v.dtype):
+    _check_float("q", q)
+    for name, x in (("k cache", k), ("v cache", v)):
+        if jnp.dtype(x.dtype).name not in _FLOAT_DTYPES + _STORED_DTYPES:
+            raise AccelsimError(f"decode: {name} dtype {x.dtype} is not executable: use float32, bfloat16 or "
+                                "float8_e4m3fn (stored, attended in q's dtype)")
+    if k.dtype != v.dtype or (k.dtype != q.dtype and jnp.dtype(k.dtype).name not in _STORED_DTYPES):
         raise AccelsimError(f"decode: q and cache dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
     (b, h, d), g = q.shape, k.shape[1]
     if k.shape[3] != d:

@@ -95,8 +95,8 @@ def contiguous_attention_gpu(q, k_cache, v_cache, lengths, layer, *, block_kv: i
             start = j * block_kv
             mask = in_bounds(start, block_kv, length)[:, None]
             window = (bi, gi, pl.ds(start, block_kv), slice(None))
-            return (load(_cache_at(k_ref, layer_ref, *window), mask),
-                    load(_cache_at(v_ref, layer_ref, *window), mask), start)
+            return (load(_cache_at(k_ref, layer_ref, *window), mask).astype(q_ref.dtype),
+                    load(_cache_at(v_ref, layer_ref, *window), mask).astype(q_ref.dtype), start)
 
         for hh in range(group):
             head = jnp.int32(hh)  # an array index: interpret mode's masked load needs one
@@ -172,8 +172,8 @@ def paged_attention_gpu(q, k_pages, v_pages, page_table, lengths, layer, *, inte
         def load_page(t):
             page, start = table_ref[bi, t], t * page_size
             mask = in_bounds(start, page_size, length)[:, None]
-            return (load(_cache_at(k_ref, layer_ref, page, gi), mask),
-                    load(_cache_at(v_ref, layer_ref, page, gi), mask), start)
+            return (load(_cache_at(k_ref, layer_ref, page, gi), mask).astype(q_ref.dtype),
+                    load(_cache_at(v_ref, layer_ref, page, gi), mask).astype(q_ref.dtype), start)
 
         for hh in range(group):
             head = jnp.int32(hh)

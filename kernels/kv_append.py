@@ -82,8 +82,10 @@ def _append_paged(k_new, v_new, k_pages, v_pages, page_table, lengths, layer, *,
 
 
 def _stand_in_query(b: int, g: int, d: int, cache_array: jax.Array) -> np.ndarray:
-    """The cache checks need a query: one head per kv head, in the cache's dtype."""
-    return np.zeros((b, g, d), cache_array.dtype)
+    """The cache checks need a query: one head per kv head, in the cache's dtype (bf16 for a cache stored
+    in fp8, which is attended in a wider dtype)."""
+    dtype = jnp.bfloat16 if jnp.dtype(cache_array.dtype).itemsize == 1 else cache_array.dtype
+    return np.zeros((b, g, d), dtype)
 
 
 def append_kv(k_new: jax.Array, v_new: jax.Array, cache: KVCache | PagedKVCache, lengths: jax.Array, *,

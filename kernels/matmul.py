@@ -68,9 +68,9 @@ def matmul(a: jax.Array, b: jax.Array, *, bm: int, bn: int, bk: int, splits: int
     """C = A @ B with f32 accumulation, executed in (bm, bn, bk) blocks; any M, K, N. ``splits`` > 1 cuts
     K into that many ranges computed in parallel and summed (kernels/matmul_split.py).
 
-    ``interpret=None``: on CPU ``kernels.backend.CPU_DEFAULT`` (Pallas interpret mode today; the compiled
-    executor ``kernels.grid_exec`` under ``lowering_for("cpu")``), Mosaic on TPU, the Triton form on a GPU
-    target (``kernels.matmul_gpu``; ``kernels.backend.lowering_for``)."""
+    ``interpret=None``: on CPU the compiled executor (``kernels.grid_exec``; ``interpret=True``: Pallas
+    interpret mode), Mosaic on TPU, the Triton form on a GPU target (``kernels.matmul_gpu``;
+    ``kernels.backend.lowering_for``)."""
     k_total, k2 = a.shape[1], b.shape[0]
     if k_total != k2:
         raise ValueError(f"matmul: inner dimensions differ ({k_total} vs {k2})")

@@ -488,6 +488,13 @@ def test_split_kv_decode_matches_float64(lengths, extra, splits, block_kv, dtype
                for s in ((b, h, d), (b, g, cache_len, d), (b, g, cache_len, d)))
     lens = jnp.asarray(lengths, jnp.int32)
     out = np.asarray(decode_attention(q, k, v, lens, block_kv=block_kv, splits=splits).astype(jnp.float32), np.float64)
+    _assert_decode_matches_float64(out, q, k, v, lengths, dtype)
+
+
+def _assert_decode_matches_float64(out, q, k, v, lengths, dtype: str) -> None:
+    """Decode output (B, H, D) against the float64 softmax on the already-rounded q, k, v, with a tolerance
+    of the query dtype scaled with the reduction length."""
+    (b, h, d), g = q.shape, k.shape[1]
     q64, k64, v64 = (np.asarray(x.astype(jnp.float32), np.float64) for x in (q, k, v))
     group = h // g
     for bi, length in enumerate(lengths):
@@ -497,3 +504,24 @@ def test_split_kv_decode_matches_float64(lengths, extra, splits, block_kv, dtype
             expected = (p / p.sum()) @ v64[bi, hi // group, :length]
             tol = (4e-6 if dtype == "f32" else 2e-2) * np.sqrt(length) * (np.abs(expected).max() + 1)
             assert np.abs(out[bi, hi] - expected).max() <= tol
+
+
+@settings(derandomize=True, deadline=None, max_examples=8)
+@given(lengths=st.lists(st.integers(1, 70), min_size=1, max_size=3), extra=st.integers(0, 20),
+       splits=st.sampled_from([1, 3]), block_kv=st.sampled_from([8, 16]), q_dtype=st.sampled_from(["f32", "bf16"]),
+       seed=st.integers(0, 2**16))
+def test_fp8_cache_decode_matches_float64_on_the_stored_values(lengths, extra, splits, block_kv, q_dtype, seed):
+    """A cache stored in fp8 (e4m3) is widened block by block to q's dtype: the result equals the float64
+    reference on the fp8-rounded K and V, within the tolerance of q's dtype."""
+    from kernels.decode import decode_attention
+
+    b, h, g, d = len(lengths), 4, 2, 32
+    cache_len = max(lengths) + extra
+    rng = np.random.default_rng(seed)
+    cast = jnp.float32 if q_dtype == "f32" else jnp.bfloat16
+    q = jnp.asarray(rng.standard_normal((b, h, d)), jnp.float32).astype(cast)
+    k, v = (jnp.asarray(rng.standard_normal((b, g, cache_len, d)), jnp.float32).astype(jnp.float8_e4m3fn)
+            for _ in range(2))
+    lens = jnp.asarray(lengths, jnp.int32)
+    out = np.asarray(decode_attention(q, k, v, lens, block_kv=block_kv, splits=splits).astype(jnp.float32), np.float64)
+    _assert_decode_matches_float64(out, q, k, v, lengths, q_dtype)

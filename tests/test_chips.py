@@ -36,6 +36,9 @@ def _every_source(chip: Chip) -> list[tuple[str, str]]:
         sources.append(("accumulator", chip.accumulator.source))
     if chip.mma:
         sources.append(("mma", chip.mma.source))
+    for section in ("power", "scale_up", "sustained", "fabric"):
+        if getattr(chip, section) is not None:
+            sources.append((section, getattr(chip, section).source))
     return sources
 
 
@@ -445,10 +448,10 @@ def test_trainium2_fp8_4096_cubed_is_compute_bound_worked_by_hand():
     speedup = peak / (cores * clock) / (2 * rows * cols)  # fp8 runs at twice the array's 2*R*C FLOP per clock
     gm, gn, gk = math.ceil(m / bm), math.ceil(n / bn), math.ceil(k / bk)
     steps = gm * gn * gk
-    # weight-stationary: ceil(bk/R) * ceil(bn/C) folds per step, each 2R + C + bm - 2 cycles alone; the
-    # stationary tiles double-buffer ([systolic] in the chip file), so a fold starts every max(bm, R) cycles
+    # weight-stationary: ceil(bk/R) * ceil(bn/C) folds per step; the stationary tiles double-buffer ([systolic]
+    # in the chip file), also across steps, so a fold starts every max(bm, R) cycles
     folds = math.ceil(bk / rows) * math.ceil(bn / cols)
-    per_step = ((folds - 1) * max(bm, rows) + 2 * rows + cols + bm - 2) / speedup
+    per_step = folds * max(bm, rows) / speedup
     compute = math.ceil(gm * gn / cores) * gk * per_step
     # HBM (fp8, 1 byte): A once per j-block when K is split, B once per i-block, C written once
     hbm = m * k * (gn if gk > 1 else 1) + k * n * (gm if gk > 1 or gn > 1 else 1) + m * n

@@ -229,7 +229,7 @@ def test_random_argument_vectors(command, examples, capsys):
     (["decode", "--batch", "-3", "--heads", "8", "--context", "8", "--chip", "h100-sxm"], "got -3"),
     (["decode", "--batch", "100000000", "--heads", "8", "--context", "8", "--chip", "h100-sxm"], "MAX_BATCH"),
     (["matmul", str(10 ** 15), "8", "8", "--chip", "h100-sxm"], "MAX_DIM"),
-    (["estimate", "--model", "smollm2-135m", "--chips", "100000", "--chip", "h100-sxm"], "MAX_TENSOR_PARALLEL"),
+    (["estimate", "--model", "smollm2-135m", "--chips", "100000", "--chip", "h100-sxm"], "scale-up domain"),
     (["estimate", "--model", "smollm2-135m", "--detail", "nosuchchip", "--chip", "h100-sxm"], "--detail"),
     (["run", "--max-new-tokens", "0"], "--max-new-tokens"),
     (["run", "--temperature", "-1"], "--temperature"),

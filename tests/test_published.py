@@ -8,7 +8,7 @@ import pytest
 
 from accelsim.chips import preset_names
 from accelsim.models.config import load_config
-from accelsim.validate.published import Comparison, compare_published, load_rows, median_error, write_published
+from accelsim.validate.published import Comparison, load_rows, median_error
 
 
 def test_every_row_is_cited_and_names_a_known_model_and_chip():
@@ -31,19 +31,18 @@ def test_median_error_by_hand():
     assert median_error(rows) == pytest.approx(0.25)
 
 
-def test_quick_rows_are_priced_and_written(tmp_path):
-    comparisons = compare_published(quick=True)
-    assert len(comparisons) == 3
-    priced = [c for c in comparisons if c.predicted is not None]
-    assert priced and all(c.predicted > 0 for c in priced)
-    json_path, png_path = write_published(comparisons, tmp_path)
-    data = json.loads(json_path.read_text())
-    assert len(data["rows"]) == 3 and png_path.stat().st_size > 1000
-
-
 def test_validate_published_quick_from_the_command_line(tmp_path, capsys):
+    """One run of the quick rows (one of them a maximum-throughput search) through the command line."""
     from accelsim.cli import main
+    from accelsim.validate.published import QUICK_IDS
 
     assert main(["validate", "--published", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "median |predicted/measured - 1| over" in out and (tmp_path / "validate-published.json").exists()
+    assert "median |predicted/measured - 1| over" in out
+    data = json.loads((tmp_path / "validate-published.json").read_text())
+    assert sorted(r["id"] for r in data["rows"]) == sorted(QUICK_IDS)
+    priced = {r["id"]: r for r in data["rows"] if r["predicted"] is not None}
+    assert all(r["predicted"] > 0 for r in priced.values())
+    sweep = priced["trtllm-llama31-8b-h100-tp1-fp8-1000-1000"]
+    assert sweep["note"].startswith("max throughput over concurrency")
+    assert (tmp_path / "validate-published.png").stat().st_size > 1000

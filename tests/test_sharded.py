@@ -96,7 +96,7 @@ def test_collectives_are_two_all_reduces_of_the_activations_per_layer(model):
         assert [k.grid[1] for k in trace.kernels if "/qkv/" in k.scope] == [2], phase
 
 
-def test_each_collective_is_priced_by_its_ring_formula():
+def test_each_collective_is_priced_by_its_ring_formula_without_a_topology():
     mesh = tensor_parallel_mesh(DEVICES)
 
     def body(x):  # x: this device's (2, 4) f32 block, 32 bytes; the whole (6, 4) array is 96 bytes
@@ -107,7 +107,8 @@ def test_each_collective_is_priced_by_its_ring_formula():
 
     fn = jax.shard_map(body, mesh=mesh, in_specs=P("tp"), out_specs=(P("tp"), P("tp")))
     trace = trace_workload(fn, jnp.ones((6, 4), jnp.float32))
-    chip = dataclasses.replace(load_chip("h100-sxm"), links=(Link("test-link", 1e9, 2, "test", latency_s=1e-6),))
+    chip = dataclasses.replace(load_chip("h100-sxm"), links=(Link("test-link", 1e9, 2, "test", latency_s=1e-6),),
+                               scale_up=None)  # no topology: rings over the 3 devices
     bandwidth, hop = 2e9, 1e-6
     expected = {  # algorithm: (bytes per device, bytes sent, seconds) for n = 3
         "all_gather": (96, 2 / 3 * 96, 2 / 3 * 96 / bandwidth + 2 * hop),

@@ -238,16 +238,17 @@ def test_tpu_v5e_batch1_decode_matmul_is_memory_bound_when_weights_double_buffer
         chip, systolic=dataclasses.replace(chip.systolic, stationary_double_buffered=False)), "bf16")
     assert before.bound == "compute"
     assert before.compute_cycles / clock >= floor_before_s * (1 - 1e-12)
-    # After: a block of (1, bk, bn) holds F = bk/128 * bn/128 folds and takes (F - 1) x 128 + 383
-    # cycles; the grid runs ceil(gm * gn / 4) waves of gk such blocks.
+    # After: a block of (1, bk, bn) holds F = bk/128 * bn/128 folds; with the next step's first tile staged
+    # behind this step's last fold, every fold of every step starts 128 cycles after the previous one:
+    # F x 128 cycles a step. The grid runs ceil(gm * gn / 4) waves of gk such blocks.
     plan = plan_matmul(1, 8192, 8192, chip, "bf16")
     bm, bk, bn = (plan.blocks[x] for x in ("bm", "bk", "bn"))
     assert plan.blocks["splits"] == 1 and bm == 1
     folds = (bk // side) * (bn // side)
     waves, gk = -(-(8192 // bn) // arrays), 8192 // bk
-    step = (folds - 1) * 128 + 383
+    step = folds * 128
     assert plan.compute_cycles == pytest.approx(waves * gk * step / speedup, rel=1e-12)
-    # e.g. (1, 256, 2048): 32 folds, 31 x 128 + 383 = 4351 cycles, x 32 k blocks: 92.6 us.
+    # e.g. (1, 256, 2048): 32 folds, 32 x 128 = 4096 cycles, x 32 k blocks: 87.2 us.
     assert plan.compute_cycles / clock < hbm_s <= plan.memory_cycles["hbm"] / clock * (1 + 1e-12)
     assert plan.bound == "hbm"
 

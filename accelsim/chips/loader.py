@@ -8,22 +8,26 @@ Sections a chip file may leave out get a stated default: no ``[block_rule]`` mea
 multiples of 8, no ``[accumulator]`` keeps partial sums in the staging memory, no ``[mma]`` on a
 tensor-core chip pads to ``matrix.rows`` x min(``matrix.cols``, 8) x 16, no ``[systolic]`` overlaps
 nothing between folds, no ``[launch]`` costs nothing per kernel. Each default says so in its source.
+The optional ``[power]``, ``[scale_up]``, ``[sustained]`` and ``[fabric]`` sections (``accelsim.chips.sections``)
+are None when absent. The field checks themselves live in ``accelsim.chips.fields``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import os
 import tomllib
 from pathlib import Path
 from typing import Any
 
+# LIMITS is re-exported: error messages and the README name accelsim.chips.loader.LIMITS.
+from accelsim.chips.fields import LIMITS as LIMITS
+from accelsim.chips.fields import check_fields, choice, figure, flops_table
+from accelsim.chips.sections import fabric, power, scale_up, sustained
 from accelsim.chips.spec import (ARCHITECTURES, DATAFLOWS, DEFAULT_BLOCK_RULE, MATRIX_KINDS, NO_LAUNCH_SOURCE,
                                  NO_SYSTOLIC_OVERLAP, Accumulator, BlockRule, Chip, Link, MatrixUnit, MemoryLevel,
                                  MmaTile, SystolicOverlap)
-from accelsim.dtypes import canonical_dtype
 from accelsim.errors import AccelsimError
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -31,7 +35,8 @@ HOST_NAME = "host"
 
 _TOP = {"name": str, "vendor": str, "architecture": str, "description": str, "clock": dict, "matrix": dict,
         "memory": list, "link": list, "pipeline": dict, "vector": dict, "block_rule": dict, "accumulator": dict,
-        "mma": dict, "systolic": dict, "launch": dict, "device_names": list}
+        "mma": dict, "systolic": dict, "launch": dict, "device_names": list, "power": dict, "scale_up": dict,
+        "sustained": dict, "fabric": dict}
 _BLOCK_RULE = {"sublane": int, "lane": int, "power_of_two": bool, "source": str, "assumption": str}
 _ACCUMULATOR = {"capacity_bytes": float, "fraction": float, "source": str, "assumption": str}
 _MMA = {"m": int, "n": int, "k": int, "source": str, "assumption": str}
@@ -47,20 +52,6 @@ _MEMORY = {"name": str, "capacity_bytes": float, "bandwidth_bytes_per_s": float,
            "source": str, "assumption": str}
 _LINK = {"name": str, "bandwidth_bytes_per_s": float, "count": int, "latency_s": float, "source": str,
          "assumption": str}
-
-
-# The plausible range (low, high) of each kind of figure; a figure outside it is rejected naming the range.
-LIMITS: dict[str, tuple[float, float]] = {
-    "clock": (1e6, 1e11),                # Hz: 1 MHz .. 100 GHz
-    "bandwidth": (1e6, 1e17),            # B/s: 1 MB/s .. 100 PB/s (Cerebras WSE-3 SRAM is 21 PB/s)
-    "optional_bandwidth": (0.0, 1e17),   # B/s, 0 = not modelled
-    "flops": (1e6, 1e19),                # FLOP/s: 1 MFLOP/s .. 10 EFLOP/s
-    "rate": (0.0, 1e19),                 # exponentials/s, 0 = not modelled
-    "capacity": (1.0, 1e15),             # bytes: 1 B .. 1 PB
-    "count": (1, 10_000_000),            # array rows/cols, units, instances, links, tile and block sizes
-    "seconds": (0.0, 1.0),               # latencies and overheads: 0 .. 1 s
-    "fraction": (1e-3, 1.0),             # a share: 0.1% .. 100%
-}
 
 
 def host_cache_path() -> Path:
@@ -115,10 +106,10 @@ def load_chip_file(path: Path) -> Chip:
 
 def chip_from_dict(data: dict[str, Any], where: str = "<dict>") -> Chip:
     """Build a ``Chip`` from parsed TOML, validating names, types and signs."""
-    _check_fields(data, _TOP, _TOP_REQUIRED, where, "")
-    arch = _choice(data["architecture"], ARCHITECTURES, where, "architecture")
+    check_fields(data, _TOP, _TOP_REQUIRED, where, "")
+    arch = choice(data["architecture"], ARCHITECTURES, where, "architecture")
     clock = data["clock"]
-    _check_fields(clock, _CLOCK, ("hz", "source"), where, "clock.")
+    check_fields(clock, _CLOCK, ("hz", "source"), where, "clock.")
     matrix = _matrix(data["matrix"], where)
     levels = data["memory"]
     if not levels:
@@ -128,24 +119,26 @@ def chip_from_dict(data: dict[str, Any], where: str = "<dict>") -> Chip:
     _unique_names(memory, where, "memory")
     _unique_names(links, where, "link")
     vector = data.get("vector", {"exp_per_s": 0.0, "source": "not modelled"})
-    _check_fields(vector, _VECTOR, ("exp_per_s", "source"), where, "vector.")
+    check_fields(vector, _VECTOR, ("exp_per_s", "source"), where, "vector.")
     pipeline = data.get("pipeline", {"step_overhead_s": 0.0, "source": "not modelled"})
-    _check_fields(pipeline, _PIPELINE, ("step_overhead_s", "source"), where, "pipeline.")
+    check_fields(pipeline, _PIPELINE, ("step_overhead_s", "source"), where, "pipeline.")
     launch = data.get("launch", {"overhead_s": 0.0, "source": NO_LAUNCH_SOURCE})
-    _check_fields(launch, _LAUNCH, ("overhead_s", "source"), where, "launch.")
+    check_fields(launch, _LAUNCH, ("overhead_s", "source"), where, "launch.")
     return Chip(
         name=data["name"], vendor=data["vendor"], architecture=arch,
-        clock_hz=_figure(clock["hz"], where, "clock.hz", "clock"), clock_source=clock["source"],
+        clock_hz=figure(clock["hz"], where, "clock.hz", "clock"), clock_source=clock["source"],
         matrix=matrix, memory=memory, links=links, description=data.get("description", ""), origin=where,
-        step_overhead_s=_figure(pipeline["step_overhead_s"], where, "pipeline.step_overhead_s", "seconds"),
+        step_overhead_s=figure(pipeline["step_overhead_s"], where, "pipeline.step_overhead_s", "seconds"),
         step_overhead_source=pipeline["source"],
-        step_operand_bytes_per_s=_figure(pipeline.get("step_operand_bytes_per_s", 0.0), where,
-                                         "pipeline.step_operand_bytes_per_s", "optional_bandwidth"),
-        exp_per_s=_figure(vector["exp_per_s"], where, "vector.exp_per_s", "rate"), exp_source=vector["source"],
+        step_operand_bytes_per_s=figure(pipeline.get("step_operand_bytes_per_s", 0.0), where,
+                                        "pipeline.step_operand_bytes_per_s", "optional_bandwidth"),
+        exp_per_s=figure(vector["exp_per_s"], where, "vector.exp_per_s", "rate"), exp_source=vector["source"],
         block_rule=_block_rule(data, where), mma=_mma(data, matrix, where), systolic=_systolic(data, matrix, where),
-        launch_overhead_s=_figure(launch["overhead_s"], where, "launch.overhead_s", "seconds"),
+        launch_overhead_s=figure(launch["overhead_s"], where, "launch.overhead_s", "seconds"),
         launch_source=launch["source"],
         device_names=_device_names(data.get("device_names", []), where),
+        power=power(data, where), scale_up=scale_up(data, where), sustained=sustained(data, where),
+        fabric=fabric(data, where),
     )
 
 
@@ -154,21 +147,21 @@ def _block_rule(data: dict[str, Any], where: str) -> BlockRule:
     rule = DEFAULT_BLOCK_RULE
     if "block_rule" in data:
         raw = data["block_rule"]
-        _check_fields(raw, _BLOCK_RULE, ("sublane", "lane", "power_of_two", "source"), where, "block_rule.")
+        check_fields(raw, _BLOCK_RULE, ("sublane", "lane", "power_of_two", "source"), where, "block_rule.")
         rule = BlockRule(
-            sublane=int(_figure(raw["sublane"], where, "block_rule.sublane", "count")),
-            lane=int(_figure(raw["lane"], where, "block_rule.lane", "count")),
+            sublane=int(figure(raw["sublane"], where, "block_rule.sublane", "count")),
+            lane=int(figure(raw["lane"], where, "block_rule.lane", "count")),
             power_of_two=raw["power_of_two"], source=raw["source"], assumption=raw.get("assumption", ""))
     if "accumulator" not in data:
         return rule
     raw = data["accumulator"]
-    _check_fields(raw, _ACCUMULATOR, ("capacity_bytes", "fraction", "source"), where, "accumulator.")
-    fraction = _figure(raw["fraction"], where, "accumulator.fraction", "fraction")
+    check_fields(raw, _ACCUMULATOR, ("capacity_bytes", "fraction", "source"), where, "accumulator.")
+    fraction = figure(raw["fraction"], where, "accumulator.fraction", "fraction")
     if fraction < 1 and not raw.get("assumption", "").strip():
         raise AccelsimError(f"chip file {where}: missing field 'accumulator.assumption': a fraction below 1 "
                             "is an assumption and must say so")
-    accumulator = Accumulator(capacity_bytes=_figure(raw["capacity_bytes"], where, "accumulator.capacity_bytes",
-                                                         "capacity"),
+    accumulator = Accumulator(capacity_bytes=figure(raw["capacity_bytes"], where, "accumulator.capacity_bytes",
+                                                    "capacity"),
                               fraction=fraction, source=raw["source"], assumption=raw.get("assumption", ""))
     return dataclasses.replace(rule, accumulator=accumulator)
 
@@ -182,22 +175,24 @@ def _mma(data: dict[str, Any], matrix: MatrixUnit, where: str) -> MmaTile | None
         return MmaTile(matrix.rows, min(matrix.cols, 8), 16,
                        "no [mma] in the chip file: tile = matrix.rows x min(matrix.cols, 8) x 16")
     raw = data["mma"]
-    _check_fields(raw, _MMA, ("m", "n", "k", "source"), where, "mma.")
-    m, n, k = (int(_figure(raw[key], where, f"mma.{key}", "count")) for key in ("m", "n", "k"))
+    check_fields(raw, _MMA, ("m", "n", "k", "source"), where, "mma.")
+    m, n, k = (int(figure(raw[key], where, f"mma.{key}", "count")) for key in ("m", "n", "k"))
     return MmaTile(m, n, k, raw["source"], raw.get("assumption", ""))
 
 
 def _systolic(data: dict[str, Any], matrix: MatrixUnit, where: str) -> SystolicOverlap:
+    """The ``[systolic]`` overlap modes of a systolic chip; overlapping nothing without one."""
     _only_for(data, "systolic", matrix, "systolic", where)
     if "systolic" not in data:
         return NO_SYSTOLIC_OVERLAP
     raw = data["systolic"]
-    _check_fields(raw, _SYSTOLIC, ("stationary_double_buffered", "drain_overlaps", "source"), where, "systolic.")
+    check_fields(raw, _SYSTOLIC, ("stationary_double_buffered", "drain_overlaps", "source"), where, "systolic.")
     return SystolicOverlap(raw["stationary_double_buffered"], raw["drain_overlaps"], raw["source"],
                            raw.get("assumption", ""))
 
 
 def _only_for(data: dict[str, Any], section: str, matrix: MatrixUnit, kind: str, where: str) -> None:
+    """A one-line error when ``section`` is present on a chip whose matrix kind is not ``kind``."""
     if section in data and matrix.kind != kind:
         raise AccelsimError(f"chip file {where}: '{section}' applies only to matrix.kind = '{kind}' "
                             f"(this chip's is '{matrix.kind}')")
@@ -225,95 +220,42 @@ def preset_for_device(device_kind: str) -> str | None:
 
 
 def _matrix(raw: dict, where: str) -> MatrixUnit:
-    _check_fields(raw, _MATRIX, ("kind", "rows", "cols", "count", "dense_flops", "source"), where, "matrix.")
-    tables = {}
-    for key in ("dense_flops", "sparse_flops"):
-        table = {}
-        for dtype, value in raw.get(key, {}).items():
-            try:
-                name = canonical_dtype(dtype)
-            except AccelsimError:
-                raise AccelsimError(f"chip file {where}: unknown field 'matrix.{key}.{dtype}'") from None
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise AccelsimError(f"chip file {where}: field 'matrix.{key}.{dtype}' must be float, got {value!r}")
-            table[name] = _figure(value, where, f"matrix.{key}.{dtype}", "flops")
-        tables[key] = table
+    check_fields(raw, _MATRIX, ("kind", "rows", "cols", "count", "dense_flops", "source"), where, "matrix.")
+    tables = {key: flops_table(raw.get(key, {}), where, f"matrix.{key}") for key in ("dense_flops", "sparse_flops")}
     if not tables["dense_flops"]:
         raise AccelsimError(f"chip file {where}: 'matrix.dense_flops' needs at least one dtype")
     return MatrixUnit(
-        kind=_choice(raw["kind"], MATRIX_KINDS, where, "matrix.kind"),
-        rows=int(_figure(raw["rows"], where, "matrix.rows", "count")),
-        cols=int(_figure(raw["cols"], where, "matrix.cols", "count")),
-        count=int(_figure(raw["count"], where, "matrix.count", "count")),
+        kind=choice(raw["kind"], MATRIX_KINDS, where, "matrix.kind"),
+        rows=int(figure(raw["rows"], where, "matrix.rows", "count")),
+        cols=int(figure(raw["cols"], where, "matrix.cols", "count")),
+        count=int(figure(raw["count"], where, "matrix.count", "count")),
         dense_flops=tables["dense_flops"], sparse_flops=tables["sparse_flops"], source=raw["source"],
-        dataflow=_choice(raw.get("dataflow", "weight_stationary"), DATAFLOWS, where, "matrix.dataflow"),
+        dataflow=choice(raw.get("dataflow", "weight_stationary"), DATAFLOWS, where, "matrix.dataflow"),
         assumption=raw.get("assumption", ""),
     )
 
 
 def _memory(raw: dict, where: str, prefix: str) -> MemoryLevel:
-    _check_fields(raw, _MEMORY, ("name", "capacity_bytes", "bandwidth_bytes_per_s", "source"), where, prefix)
+    check_fields(raw, _MEMORY, ("name", "capacity_bytes", "bandwidth_bytes_per_s", "source"), where, prefix)
     return MemoryLevel(
         name=raw["name"],
-        capacity_bytes=_figure(raw["capacity_bytes"], where, prefix + "capacity_bytes", "capacity"),
-        bandwidth_bytes_per_s=_figure(raw["bandwidth_bytes_per_s"], where, prefix + "bandwidth_bytes_per_s",
-                                      "bandwidth"),
-        instances=int(_figure(raw.get("instances", 1), where, prefix + "instances", "count")),
+        capacity_bytes=figure(raw["capacity_bytes"], where, prefix + "capacity_bytes", "capacity"),
+        bandwidth_bytes_per_s=figure(raw["bandwidth_bytes_per_s"], where, prefix + "bandwidth_bytes_per_s",
+                                     "bandwidth"),
+        instances=int(figure(raw.get("instances", 1), where, prefix + "instances", "count")),
         source=raw["source"], assumption=raw.get("assumption", ""),
     )
 
 
 def _link(raw: dict, where: str, prefix: str) -> Link:
-    _check_fields(raw, _LINK, ("name", "bandwidth_bytes_per_s", "count", "source"), where, prefix)
+    check_fields(raw, _LINK, ("name", "bandwidth_bytes_per_s", "count", "source"), where, prefix)
     return Link(
         name=raw["name"], source=raw["source"], assumption=raw.get("assumption", ""),
-        bandwidth_bytes_per_s=_figure(raw["bandwidth_bytes_per_s"], where, prefix + "bandwidth_bytes_per_s",
-                                      "bandwidth"),
-        count=int(_figure(raw["count"], where, prefix + "count", "count")),
-        latency_s=_figure(raw.get("latency_s", 0.0), where, prefix + "latency_s", "seconds"),
+        bandwidth_bytes_per_s=figure(raw["bandwidth_bytes_per_s"], where, prefix + "bandwidth_bytes_per_s",
+                                     "bandwidth"),
+        count=int(figure(raw["count"], where, prefix + "count", "count")),
+        latency_s=figure(raw.get("latency_s", 0.0), where, prefix + "latency_s", "seconds"),
     )
-
-
-def _check_fields(raw: Any, schema: dict, required: tuple, where: str, prefix: str) -> None:
-    if not isinstance(raw, dict):
-        raise AccelsimError(f"chip file {where}: '{prefix.rstrip('.') or 'top level'}' must be a table")
-    for key in raw:
-        if key not in schema:
-            raise AccelsimError(f"chip file {where}: unknown field '{prefix}{key}'")
-    for key in required:
-        if key not in raw:
-            raise AccelsimError(f"chip file {where}: missing field '{prefix}{key}'")
-    for key, value in raw.items():
-        want = schema[key]
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) if want in (int, float) else isinstance(value, want)
-        if want is int and isinstance(value, float) and not value.is_integer():
-            ok = False
-        if not ok:
-            raise AccelsimError(f"chip file {where}: field '{prefix}{key}' must be {want.__name__}, got {value!r}")
-        if want is str and key == "source" and not value.strip():
-            raise AccelsimError(f"chip file {where}: field '{prefix}{key}' is empty: every figure needs a source")
-
-
-def _figure(value: Any, where: str, field: str, kind: str) -> float:
-    """``value`` as a float when it is a finite number inside ``LIMITS[kind]``, else a one-line error."""
-    low, high = LIMITS[kind]
-    if isinstance(value, float) and not math.isfinite(value):
-        raise AccelsimError(f"chip file {where}: '{field}' must be a finite number (got {value})")
-    if value <= 0 < low or value < 0:
-        raise AccelsimError(f"chip file {where}: '{field}' must be {'positive' if low else 'non-negative'} "
-                            f"(got {_show(value)})")
-    if not low <= value <= high:
-        raise AccelsimError(f"chip file {where}: '{field}' = {_show(value)} is outside the plausible range "
-                            f"{low:g} to {high:g} (accelsim.chips.loader.LIMITS['{kind}'])")
-    return float(value)
-
-
-def _show(value: Any) -> str:
-    """A number short enough for a one-line message (a 400-digit integer is shown as its magnitude)."""
-    try:
-        return f"{value:.6g}"
-    except OverflowError:
-        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
 
 
 def _unique_names(items: tuple, where: str, section: str) -> None:
@@ -323,9 +265,3 @@ def _unique_names(items: tuple, where: str, section: str) -> None:
         if item.name in seen:
             raise AccelsimError(f"chip file {where}: '{section}[{i}].name' repeats the name '{item.name}'")
         seen.add(item.name)
-
-
-def _choice(value: str, allowed: tuple, where: str, field: str) -> str:
-    if value not in allowed:
-        raise AccelsimError(f"chip file {where}: '{field}' must be one of {', '.join(allowed)} (got '{value}')")
-    return value

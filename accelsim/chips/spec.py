@@ -14,6 +14,8 @@ from accelsim.errors import AccelsimError
 MATRIX_KINDS = ("systolic", "tensor_core", "vector")
 ARCHITECTURES = ("gpu", "systolic", "sram", "cpu")
 DATAFLOWS = ("output_stationary", "weight_stationary", "input_stationary")
+POWER_SCOPES = ("chip", "system_per_chip")
+TOPOLOGIES = ("switch", "torus2d", "torus3d", "mesh", "dragonfly", "none")
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,68 @@ class SystolicOverlap:
     assumption: str = ""
 
 
+@dataclass(frozen=True)
+class Power:
+    """The chip's power draw in watts.
+
+    ``scope`` "chip": the chip's (or accelerator module's) rated TDP; "system_per_chip": a published
+    system's power divided by the chips in it (a GroqNode, a Cerebras CS-3), cooling and hosts included
+    as far as the vendor's figure includes them.
+    """
+
+    watts: float
+    scope: str
+    source: str
+    assumption: str = ""
+
+
+@dataclass(frozen=True)
+class ScaleUp:
+    """The largest group of chips that tensor parallelism can span at full link bandwidth.
+
+    An NVLink/NVSwitch domain, a TPU pod slice on its torus, a Trainium2 server. ``chips`` is the group's
+    size, ``topology`` how it is wired (one of ``TOPOLOGIES``). ``hop_latency_s`` is one chip-to-chip hop's
+    latency; ``link_bandwidth_bytes_per_s`` each chip's bandwidth into the domain per direction
+    (0: use the chip's ``[[link]]`` total, ``Chip.interconnect_bytes_per_s``).
+    """
+
+    chips: int
+    topology: str
+    source: str
+    assumption: str = ""
+    hop_latency_s: float = 0.0
+    link_bandwidth_bytes_per_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Sustained:
+    """Achieved (not peak) figures from a public microbenchmark or vendor measurement.
+
+    ``dense_flops``: achieved large-GEMM FLOP/s per dtype; ``main_bandwidth_bytes_per_s``: achieved
+    main-memory copy or stream bandwidth (0: none published); ``clock_hz``: the clock under load (0: none
+    published). Peak figures stay in ``Chip.matrix`` and ``Chip.memory``.
+    """
+
+    source: str
+    assumption: str = ""
+    dense_flops: Mapping[str, float] = field(default_factory=dict)
+    main_bandwidth_bytes_per_s: float = 0.0
+    clock_hz: float = 0.0
+
+
+@dataclass(frozen=True)
+class Fabric:
+    """The on-chip network between cores (Cerebras's 2D mesh of processing elements).
+
+    ``hop_cycles`` is the latency of one core-to-core hop in clock cycles; ``topology`` one of ``TOPOLOGIES``.
+    """
+
+    topology: str
+    hop_cycles: float
+    source: str
+    assumption: str = ""
+
+
 NO_SYSTOLIC_OVERLAP = SystolicOverlap(False, False, "no [systolic] in the chip file: folds overlap nothing")
 NO_LAUNCH_SOURCE = "no [launch] in the chip file: no per-kernel launch overhead"
 
@@ -176,6 +240,10 @@ class Chip:
     launch_overhead_s: float = 0.0  # fixed cost of each kernel launch (not yet used in timing)
     launch_source: str = NO_LAUNCH_SOURCE
     device_names: tuple[str, ...] = ()  # jax device_kind substrings that identify this chip as the running accelerator
+    power: Power | None = None  # rated or published power (not yet used in timing or pricing)
+    scale_up: ScaleUp | None = None  # the tensor-parallel domain (not yet used in timing)
+    sustained: Sustained | None = None  # achieved figures beside the peaks (not yet used in timing)
+    fabric: Fabric | None = None  # on-chip core-to-core network (not yet used in timing)
 
     @property
     def main_memory(self) -> MemoryLevel:

@@ -8,7 +8,8 @@ from accelsim.chips import load_chip
 from accelsim.commands.common import progress
 from accelsim.report.chips import chips_table
 
-HELP = "measure this machine (peak matmul FLOP/s through XLA, stream bandwidth, caches) and cache it as chip 'host'"
+HELP = ("measure this machine (peak matmul FLOP/s through XLA, stream and cache bandwidth, the grid-step cost of our "
+        "compiled kernels) and cache it as chip 'host'")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

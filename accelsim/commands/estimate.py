@@ -7,6 +7,7 @@ import argparse
 from accelsim.commands.common import (MAX_BATCH, add_chip_argument, add_json_argument, check_detail, chips_from_args,
                                       count, progress)
 from accelsim.errors import AccelsimError
+from accelsim.models.capacity import Split
 from accelsim.models.config import model_names
 from accelsim.models.estimate import WEIGHT_DTYPES, run_estimate
 from accelsim.report.runs import ops_table, runs_table, unpriced_table
@@ -27,9 +28,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="matmuls multiply in the weight dtype (W8A8 / FP8 / FP4 compute), not widened to bf16")
     parser.add_argument("--kv-dtype", default="bf16", help="KV-cache dtype (the decode kernel attends in it)")
     parser.add_argument("--chips", type=count(), help="chips to spread the model over (default: as few as fit)")
+    parser.add_argument("--split", type=_split, help="the parallel split, e.g. TP8, TP8xPP2, PP72, EP8 "
+                                                     "(default: --chips, or as few as fit)")
+    parser.add_argument("--no-cuda-graphs", action="store_true",
+                        help="launch each decode kernel from the host (kernel launches can bind) instead of one "
+                             "CUDA graph per step")
+    parser.add_argument("--sustained", action="store_true",
+                        help="price at the chip files' [sustained] (achieved) FLOP/s and bandwidth where they give them")
     parser.add_argument("--detail", help="also print this chip's per-op decode table")
     add_chip_argument(parser)
     add_json_argument(parser)
+
+
+def _split(text: str) -> Split:
+    try:
+        return Split.parse(text)
+    except AccelsimError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         check_detail(args.detail, chips)
     result = run_estimate(args.model, chips, batch=args.batch, prompt_len=args.prompt_len, gen_len=args.gen_len,
                           weights=args.weights, kv_dtype=args.kv_dtype, num_chips=args.chips, progress=progress,
-                          low_precision_compute=args.low_precision_compute)
+                          low_precision_compute=args.low_precision_compute, split=args.split,
+                          cuda_graphs=not args.no_cuda_graphs, sustained=args.sustained)
     if args.detail and args.detail not in [r.chip for r in result.runs]:
         raise AccelsimError(f"--detail {args.detail}: that chip could not be priced (see above)")
     if args.json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 
@@ -14,6 +15,7 @@ from accelsim.models.costing import cost_run
 from accelsim.models.session import SMOLLM2, run_smollm2
 from accelsim.report.runs import ops_table, runs_table
 from accelsim.report.table import seconds, to_json
+from kernels.backend import lowering_for
 
 HELP = "generate text with SmolLM2 on this machine through our kernels, then cost that run on chips"
 DEFAULT_PROMPT = "What is the capital of France? Answer in one sentence."
@@ -30,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw", action="store_true", help="no chat template around the prompt")
     parser.add_argument("--tensor-parallel", type=count(), default=1,
                         help="devices the model runs on, heads split over them (a CPU host makes that many)")
+    add_interpret_argument(parser)
     parser.add_argument("--detail", help=f"chip whose per-op table is printed (default: {DEFAULT_DETAIL} if costed, else the first chip)")
     add_chip_argument(parser)
     add_json_argument(parser)
@@ -41,11 +44,20 @@ def run(args: argparse.Namespace) -> int:
         raise AccelsimError(f"model '{args.model}' has no weights here: `run` executes {SMOLLM2} only "
                             f"(use `accelsim estimate --model` for {known})")
     return run_and_cost(args.prompt, args.max_new_tokens, args.temperature, args.batch, not args.raw,
-                        args.chip, args.detail, args.json, args.tensor_parallel)
+                        args.chip, args.detail, args.json, args.tensor_parallel, args.interpret)
+
+
+def add_interpret_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--interpret", action="store_true",
+                        help="run our kernels in Pallas interpret mode (the check of Pallas semantics; slow) instead "
+                             "of compiled")
 
 
 def run_and_cost(prompt: str, max_new_tokens: int, temperature: float, batch: int, chat: bool,
-                 chip_names: list[str] | None, detail: str | None, as_json: bool, tensor_parallel: int = 1) -> int:
+                 chip_names: list[str] | None, detail: str | None, as_json: bool, tensor_parallel: int = 1,
+                 interpret: bool = False) -> int:
+    """Generate here (our kernels compiled, or in Pallas interpret mode with ``interpret``), then cost the run on
+    each chip."""
     if not prompt.strip():
         raise AccelsimError("--prompt is empty: give the text the model should answer or continue")
     chips = chips_from_args(chip_names)
@@ -57,8 +69,9 @@ def run_and_cost(prompt: str, max_new_tokens: int, temperature: float, batch: in
     stream = None if as_json else _Stream(f"prompt: {prompt}\n\nSmolLM2-135M-Instruct, on this machine through "
                                           "accelsim's kernels:\n")
     started = time.perf_counter()
-    host_run = run_smollm2(prompt, max_new_tokens, temperature, chat, batch, progress=progress, on_text=stream,
-                           tensor_parallel=tensor_parallel)
+    with lowering_for("interpret") if interpret else contextlib.nullcontext():
+        host_run = run_smollm2(prompt, max_new_tokens, temperature, chat, batch, progress=progress, on_text=stream,
+                               tensor_parallel=tensor_parallel)
     gen = host_run.generation
     if stream:
         stream("")
@@ -71,14 +84,16 @@ def run_and_cost(prompt: str, max_new_tokens: int, temperature: float, batch: in
     if as_json:
         print(to_json({"text": host_run.text, "prompt_tokens": len(host_run.prompt_ids),
                        "new_tokens": int(gen.new_tokens.shape[1]),
-                       "measured_on_host": {"prefill_s": gen.prefill_s, "tpot_s": measured_tpot,
+                       "measured_on_host": {"kernels": "interpret" if interpret else "compiled",
+                                            "prefill_s": gen.prefill_s, "tpot_s": measured_tpot,
                                             "wall_s": time.perf_counter() - started},
                        "chips": [r.to_dict() for r in runs]}))
         return 0
     n_new = gen.new_tokens.shape[1]
     print(runs_table(runs, f"that run ({len(host_run.prompt_ids)} prompt tokens, {n_new} new, batch {batch}) "
                            "on each chip: bf16 weights and KV (host: f32, as executed)"))
-    print(f"\nmeasured here: prefill {seconds(gen.prefill_s)} (includes compilation on first use), "
+    print(f"\nmeasured here ({'Pallas interpret mode' if interpret else 'kernels compiled'}): prefill "
+          f"{seconds(gen.prefill_s)} (includes compilation on first use), "
           f"decode {seconds(measured_tpot)} per token (median, first step's compile excluded)")
     chosen = next(r for r in runs if r.chip == detail)
     print()

@@ -90,8 +90,8 @@ class BlockStream:
     def extent(self, d: int, index: np.ndarray) -> np.ndarray | int:
         """Elements of dim ``d`` a copy of the block at ``index`` moves (clipped to the array)."""
         size, total = self.block_shape[d], self.array_shape[d]
-        start = index if self._element(d) else index * size
-        low, high = int(np.min(start)), int(np.max(start))
+        start = np.asarray(index if self._element(d) else index * size)
+        low, high = int(start.min()), int(start.max())
         if low >= 0 and high + size <= total:
             return size
         return np.clip(np.minimum(start + size, total) - start, 0, size)

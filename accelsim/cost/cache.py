@@ -30,8 +30,9 @@ def _layout(grid: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
 
 
 def _distinct(values: np.ndarray) -> np.ndarray:
-    """The sorted distinct values of an int64 array (sort-based: faster than hashing at these sizes)."""
-    ordered = np.sort(values, kind="stable")
+    """The sorted distinct values of an int64 array (sort-based: faster than hashing at these sizes; numpy's
+    default sort, several times faster than its stable one on int64, and equal values need no order)."""
+    ordered = np.sort(values)
     keep = np.ones(ordered.shape, bool)
     keep[1:] = ordered[1:] != ordered[:-1]
     return ordered[keep]
@@ -69,7 +70,7 @@ def wave_misses(stream: BlockStream, units: int) -> tuple[float, float]:
     if par_deps and _distinct(fixed_keys).size != fixed_keys.size:
         return _dense_wave_misses(stream, units)
     point_bytes = _distinct_bytes_per_point(stream, moving, dep_shape, seq_axis)
-    return _disjoint_wave_misses(par_sizes, par_deps, point_bytes, units, stream.block_bytes)
+    return disjoint_wave_misses(par_sizes, par_deps, point_bytes, units, stream.block_bytes)
 
 
 def _distinct_bytes_per_point(stream: BlockStream, moving: list[int], dep_shape: tuple[int, ...],
@@ -106,7 +107,7 @@ def _product_of_extents(stream: BlockStream, dims: list[int]):
     return result
 
 
-def _disjoint_wave_misses(par_sizes: tuple[int, ...], par_deps: list[int], point_bytes: np.ndarray, units: int,
+def disjoint_wave_misses(par_sizes: tuple[int, ...], par_deps: list[int], point_bytes: np.ndarray, units: int,
                           block_bytes: float) -> tuple[float, float]:
     """Waves over row-major parallel points whose block sets are disjoint between distinct dependent points."""
     parallel = math.prod(par_sizes)
@@ -117,7 +118,7 @@ def _disjoint_wave_misses(par_sizes: tuple[int, ...], par_deps: list[int], point
     reduced_sizes = par_sizes[: inner + 1]
     reduced = math.prod(reduced_sizes)
     if par_deps == list(range(inner + 1 - len(par_deps), inner + 1)):
-        return _cyclic_wave_misses(parallel, repeat, math.prod(par_sizes[a] for a in par_deps), point_bytes, units,
+        return cyclic_wave_misses(parallel, repeat, math.prod(par_sizes[a] for a in par_deps), point_bytes, units,
                                    block_bytes)
     check_size((reduced,), "the cache model")
     coords = np.unravel_index(np.arange(reduced, dtype=np.int64), reduced_sizes)
@@ -134,7 +135,7 @@ def _disjoint_wave_misses(par_sizes: tuple[int, ...], par_deps: list[int], point
     return misses, float(per_wave.max()) * block_bytes
 
 
-def _cyclic_wave_misses(parallel: int, repeat: int, points: int, point_bytes: np.ndarray, units: int,
+def cyclic_wave_misses(parallel: int, repeat: int, points: int, point_bytes: np.ndarray, units: int,
                         block_bytes: float) -> tuple[float, float]:
     """The dependent axes are the innermost of the reduced parallel space, so its index runs through the
     points cyclically: a wave covering reduced indices lo..hi touches min(hi - lo + 1, points) points
@@ -153,9 +154,51 @@ def _cyclic_wave_misses(parallel: int, repeat: int, points: int, point_bytes: np
 
 
 def _dense_wave_misses(stream: BlockStream, units: int) -> tuple[float, float]:
-    """The same quantities, evaluated at every grid step (operands whose points share blocks irregularly)."""
+    """The same quantities, evaluated at every grid step (operands whose points share blocks irregularly).
+
+    Each step's (wave, block) and (wave, step of the sequential axis, block) are packed into one int64 in the
+    grid's broadcast form, so only the packed keys are ever grid-sized; the distinct keys are sorted once each."""
     grid = stream.grid
     check_size(grid, "the cache model")
+    par_sizes, seq_len = _layout(grid)
+    points = np.arange(math.prod(par_sizes), dtype=np.int64).reshape(par_sizes + ((1,) if len(grid) >= 2 else ()))
+    wave = points // units
+    seq = np.arange(seq_len, dtype=np.int64).reshape((1,) * (len(grid) - 1) + (seq_len,))
+    waves = int(wave.max()) + 1
+    packed = _packed_index(stream.index)
+    if packed is None or float(waves) * seq_len * packed[1] >= 2.0 ** 62:
+        return _dense_wave_misses_ranked(stream, units)
+    block, radix = packed
+    distinct = _distinct(np.broadcast_to(wave * radix + block, grid).reshape(-1))
+    lows = [int(np.min(x)) for x in stream.index]
+    coordinates, rest = [], distinct % radix
+    for x, low in reversed(list(zip(stream.index, lows))):
+        size = int(np.max(x)) - low + 1
+        coordinates.append(rest % size + low)
+        rest = rest // size
+    misses = float(np.broadcast_to(np.asarray(stream.bytes_at(tuple(reversed(coordinates))), np.float64),
+                                   distinct.shape).sum())
+    steps = _distinct(np.broadcast_to((wave * seq_len + seq) * radix + block, grid).reshape(-1)) // radix
+    ends = np.flatnonzero(np.diff(steps)) + 1
+    counts = np.diff(np.concatenate([[0], ends, [steps.size]]))
+    return misses, float(counts.max()) * stream.block_bytes
+
+
+def _packed_index(index: tuple[np.ndarray, ...]) -> tuple[np.ndarray, int] | None:
+    """The block coordinates packed into one int64 per point (broadcastable to the grid) and its radix, or None
+    when their ranges overflow it."""
+    block, radix = np.zeros((1,), np.int64), 1
+    for x in index:
+        low, size = int(np.min(x)), int(np.max(x)) - int(np.min(x)) + 1
+        if float(radix) * size >= 2.0 ** 62:
+            return None
+        block, radix = block * size + (np.asarray(x, np.int64) - low), radix * size
+    return block, radix
+
+
+def _dense_wave_misses_ranked(stream: BlockStream, units: int) -> tuple[float, float]:
+    """``_dense_wave_misses`` for coordinates too wide to pack: every step's key ranked over the whole grid."""
+    grid = stream.grid
     par_sizes, seq_len = _layout(grid)
     steps = math.prod(grid)
     order = np.arange(steps, dtype=np.int64)
@@ -177,9 +220,16 @@ def main_bytes_behind_cache(streams: list[BlockStream], counts: list[StreamCount
     if not reads:
         return writes
     measured = [wave_misses(s, units) for s, _ in reads]
+    return misses_behind_cache(measured, [c.bytes for _, c in reads], writes, cache_bytes)
+
+
+def misses_behind_cache(measured: list[tuple[float, float]], read_bytes: list[float], writes: float,
+                        cache_bytes: float) -> float:
+    """Main-memory bytes from each read operand's (wave misses, largest per-step working set) and copied
+    bytes: its misses if every working set fits the cache together, else every copy; plus the writes."""
     if sum(ws for _, ws in measured) > cache_bytes:
-        return sum(c.bytes for c in counts)
-    return sum(min(miss, c.bytes) for (miss, _), (_, c) in zip(measured, reads)) + writes
+        return sum(read_bytes) + writes
+    return sum(min(miss, copied) for (miss, _), copied in zip(measured, read_bytes)) + writes
 
 
 def main_bytes_on_chip(chip: Chip, streams: list[BlockStream], counts: list[StreamCount] | None = None) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from accelsim.chips.spec import Chip
-from accelsim.cost.systolic import array_operand_bytes, systolic_cycles
+from accelsim.cost.systolic import array_operand_bytes, fold_count, fold_interval, systolic_cycles
 
 ACC_BYTES = 4  # accumulators are f32 everywhere we model
 
@@ -24,9 +24,13 @@ def step_cycles(chip: Chip, dtype: str, m: int, k: int, n: int) -> float:
     """Cycles of one (m, k) x (k, n) block product on one unit, edge waste included.
 
     systolic: the exact fold-by-fold count of the array (validated against kernels/systolic.py),
-    with consecutive folds overlapped as the chip file's ``[systolic]`` flags say (double-buffered
-    stationary tiles, overlapped output drains), scaled down when the vendor's peak exceeds one
-    array's 2*rows*cols FLOP/clk (several arrays per unit), so a full array runs at the published peak.
+    scaled down when the vendor's peak exceeds one array's 2*rows*cols FLOP/clk (several arrays per
+    unit), so a full array runs at the published peak. Where the chip file's ``[systolic]`` flags
+    overlap consecutive folds (double-buffered stationary tiles, overlapped output drains), they overlap
+    across block steps too: the next step's first tile is staged (its block is already double-buffered
+    in the staging memory) while this step's last fold streams, so a step costs ``folds x interval``
+    and only the kernel's very first fold pays its fill, skew and drain (under 2R + C cycles a kernel,
+    not counted). Without overlap every fold, in every step, pays its whole latency.
     tensor_core: FLOPs padded up to whole MMA tiles (the chip file's ``[mma]`` m x n x k) at the SM's peak rate.
     vector: FLOPs at the unit's peak rate.
     """
@@ -35,9 +39,13 @@ def step_cycles(chip: Chip, dtype: str, m: int, k: int, n: int) -> float:
         per_array_peak = 2 * unit.rows * unit.cols
         speedup = flops_per_cycle_per_unit(chip, dtype) / per_array_peak
         overlap = chip.systolic
-        return systolic_cycles(unit.dataflow, m, k, n, unit.rows, unit.cols,
-                               stationary_double_buffered=overlap.stationary_double_buffered,
-                               drain_overlaps=overlap.drain_overlaps) / speedup
+        flags = dict(stationary_double_buffered=overlap.stationary_double_buffered,
+                     drain_overlaps=overlap.drain_overlaps)
+        overlapped = flags["drain_overlaps" if unit.dataflow == "output_stationary" else "stationary_double_buffered"]
+        if overlapped:
+            folds = fold_count(unit.dataflow, m, k, n, unit.rows, unit.cols)
+            return folds * fold_interval(unit.dataflow, m, k, n, unit.rows, unit.cols, **flags) / speedup
+        return systolic_cycles(unit.dataflow, m, k, n, unit.rows, unit.cols, **flags) / speedup
     if unit.kind == "tensor_core":
         tile = chip.mma
         padded = 2 * _round_up(m, tile.m) * _round_up(n, tile.n) * _round_up(k, tile.k)

@@ -49,26 +49,27 @@ class Cost:
             return self
         if not isinstance(other, Cost):
             return NotImplemented
-        values = {}
-        for f in fields(self):
-            mine, theirs = getattr(self, f.name), getattr(other, f.name)
-            values[f.name] = _merge(mine, theirs) if isinstance(mine, Mapping) else mine + theirs
+        values = {name: getattr(self, name) + getattr(other, name) for name in _NUMBERS}
+        values.update({name: _merge(getattr(self, name), getattr(other, name)) for name in _TABLES})
         return Cost(**values)
 
     __radd__ = __add__
 
     def __mul__(self, factor: float) -> "Cost":
-        values = {}
-        for f in fields(self):
-            mine = getattr(self, f.name)
-            values[f.name] = {k: v * factor for k, v in mine.items()} if isinstance(mine, Mapping) else mine * factor
+        values = {name: getattr(self, name) * factor for name in _NUMBERS}
+        values.update({name: {k: v * factor for k, v in getattr(self, name).items()} for name in _TABLES})
         return Cost(**values)
 
     __rmul__ = __mul__
 
     def to_dict(self) -> dict:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {name: getattr(self, name) for name in _NUMBERS + _TABLES}
         out["bytes_per_level"] = dict(self.bytes_per_level)
         out["time_by_bound"] = dict(self.time_by_bound)
         out["bound"] = self.bound
         return out
+
+
+# which fields add as numbers and which as per-key tables, decided once (checking each value is slow)
+_TABLES = tuple(f.name for f in fields(Cost) if f.name in ("bytes_per_level", "time_by_bound"))
+_NUMBERS = tuple(f.name for f in fields(Cost) if f.name not in _TABLES)

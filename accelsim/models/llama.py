@@ -210,6 +210,7 @@ def decode(params: dict, tokens: jax.Array, cache: KVCache, lengths: jax.Array, 
             q, k, v = _split_heads(_mm(h, layer["wqkv"], blocks.qkv, "qkv", blocks.low_precision_compute), c)
             q = apply_rope(q[:, None], cos, sin)[:, 0]
             k = apply_rope(k[:, None], cos, sin)[:, 0]
+            k, v = k.astype(k_cache.dtype), v.astype(v_cache.dtype)  # an fp8 cache stores them narrow
             attn, cache = decode_step(q, k, v, KVCache(k_cache, v_cache), lengths, block_kv=blocks.decode_kv,
                                       splits=blocks.decode_splits, layer=index)
             o = _mm(attn.reshape(-1, c.q_size), layer["wo"], blocks.o, "o_proj", blocks.low_precision_compute)

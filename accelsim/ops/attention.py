@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax
 
-from accelsim.ops.registry import Op, normal_array, register
+from accelsim.ops.registry import Op, memoised, normal_array, register
 from accelsim.shapes import AttentionShape
 from accelsim.tiling.attention import plan_attention
 from kernels.attention import flash_attention
@@ -41,8 +41,8 @@ def _label(s: AttentionShape) -> str:
 
 
 ATTENTION = register(Op(
-    name="attention", kernel_names=("accelsim_flash_attention", "accelsim_flash_attention_gpu"), plan=_plan,
-    build=_build, build_xla=_build_xla, label=_label,
+    name="attention", kernel_names=("accelsim_flash_attention", "accelsim_flash_attention_gpu"),
+    plan=memoised(_plan), build=_build, build_xla=_build_xla, label=_label,
     suite_shapes=tuple(AttentionShape(b, h, g, s, s, d, causal=True)
                        for b, h, g, s, d in [(1, 8, 2, 1024, 64), (1, 8, 2, 2048, 64), (2, 4, 4, 512, 128),
                                              (1, 8, 8, 256, 64)]),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from accelsim.ops.registry import Op, normal_array, register
+from accelsim.ops.registry import Op, memoised, normal_array, register
 from accelsim.shapes import DecodeShape
 from accelsim.tiling.decode import plan_decode
 from kernels.decode import KVCache, decode_reference, decode_step
@@ -44,7 +44,7 @@ DECODE = register(Op(
                   "accelsim_paged_decode_attention", "accelsim_kv_append", "accelsim_paged_kv_append",
                   "accelsim_decode_attention_gpu", "accelsim_decode_attention_split_gpu", "accelsim_decode_combine_gpu",
                   "accelsim_paged_decode_attention_gpu", "accelsim_kv_append_gpu", "accelsim_paged_kv_append_gpu"),
-    plan=_plan, build=_build, build_xla=_build_xla,
+    plan=memoised(_plan), build=_build, build_xla=_build_xla,
     label=lambda s: f"decode attention B{s.batch} H{s.heads} G{s.kv_heads} L{s.context} D{s.head_dim}",
     suite_shapes=tuple(DecodeShape(b, h, g, l, d)
                        for b, h, g, l, d in [(8, 8, 2, 8192, 64), (4, 8, 2, 16384, 64), (16, 16, 4, 2048, 128),

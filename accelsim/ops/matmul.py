@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from accelsim.ops.registry import Op, normal_array, register
+from accelsim.ops.registry import Op, memoised, normal_array, register
 from accelsim.shapes import MatmulShape
 from accelsim.tiling.matmul import plan_matmul
 from kernels.matmul import matmul
@@ -30,7 +30,7 @@ def _build_xla(shape: MatmulShape, dtype: str, seed: int = 0):
 
 
 MATMUL = register(Op(
-    name="matmul", plan=_plan, build=_build,
+    name="matmul", plan=memoised(_plan), build=_build,
     kernel_names=("accelsim_matmul", "accelsim_matmul_gpu", "accelsim_matmul_split", "accelsim_matmul_combine",
                   "accelsim_matmul_split_gpu", "accelsim_matmul_combine_gpu"),
     build_xla=_build_xla, label=lambda s: f"matmul {s.M}x{s.K}x{s.N}",

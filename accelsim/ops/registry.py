@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from accelsim.errors import AccelsimError
 from accelsim.shapes import Dims
+from accelsim.tiling.plan import ChipMemo
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,20 @@ class Op:
 
 
 _OPS: dict[str, Op] = {}
+
+
+def memoised(plan: Callable[..., Any]) -> Callable[..., Any]:
+    """``plan`` remembered by (shape, chip, dtype, blocks, options): a model prices the same projection
+    shapes on the same chip at every batch and phase, and a plan is a frozen value."""
+    memo = ChipMemo()
+
+    def remembered(shape: Dims, chip, dtype: str, blocks: dict | None = None, **options):
+        given = None if blocks is None else tuple(sorted(blocks.items()))
+        key = (shape, dtype, given, tuple(sorted(options.items())))
+        return memo.get(chip, key, lambda: plan(shape, chip, dtype, blocks=blocks, **options))
+
+    remembered.__doc__ = plan.__doc__
+    return remembered
 
 
 def register(op: Op) -> Op:

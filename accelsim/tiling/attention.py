@@ -20,7 +20,7 @@ import numpy as np
 
 from accelsim.chips.spec import Chip
 from accelsim.cost.blocks import BlockStream, check_size, grid_axes
-from accelsim.cost.cache import level_bytes, main_bytes_on_chip
+from accelsim.cost.cache import level_bytes, main_bytes_on_chip, misses_behind_cache, wave_misses
 from accelsim.cost.footprint import footprint
 from accelsim.cost.compute import ACC_BYTES, exp_cycles, step_cycles, step_operand_bytes, waves
 from accelsim.cost.timing import mbu, mfu, overlap
@@ -74,6 +74,45 @@ def flash_streams(batch: int, kv_heads: int, group: int, q_len: int, kv_len: int
             BlockStream(grid, kv_index, kv_block, kv_shape, itemsize, False),
             BlockStream(grid, kv_index, kv_block, kv_shape, itemsize, False),
             BlockStream(grid, q_index, q_block, q_shape, itemsize, True)]
+
+
+def causal_kv_misses(units: int, rows: int, sq: int, skv: int, bq: int, bkv: int, d: int,
+                     itemsize: float) -> tuple[float, float]:
+    """``wave_misses`` of a causal K (or V) stream in closed form, without its grid.
+
+    Parallel points (b, g, qi) run row-major in waves of ``units``; point qi reads kv blocks 0..last(qi), and
+    last is non-decreasing in qi, so a wave touches, per (b, g) row it covers, the blocks up to last of the
+    row's final qi in the wave. At sequential step j a row's points hold min(j, last(qi)): the distinct last
+    values below j in its qi range, plus one if the range's final last reaches j."""
+    nq, nkv = math.ceil(sq / bq), math.ceil(skv / bkv)
+    last = causal_last_block(np.arange(nq), bq, bkv, sq, nkv)
+    block_bytes = itemsize * np.minimum(bkv, skv - np.arange(nkv) * bkv) * d
+    upto = np.cumsum(block_bytes)
+    lo = np.arange(0, rows * nq, units, dtype=np.int64)
+    hi = np.minimum(lo + units, rows * nq) - 1
+    spanned = hi // nq - lo // nq
+    first, final = lo % nq, hi % nq
+    misses = float((spanned * upto[last[-1]] + upto[last[final]]).sum())
+    j = np.arange(nkv)[:, None]
+    new_value = np.concatenate([[True], last[1:] != last[:-1]])
+    below = np.cumsum(new_value[None, :] & (last[None, :] < j), axis=1)
+
+    def held(a, c):
+        return below[:, c] - below[:, a] + (last[a] < j) + (last[c] >= j)
+
+    zero, end = np.zeros_like(first), np.full_like(first, nq - 1)
+    counts = np.where(spanned == 0, held(first, final),
+                      held(first, end) + (spanned - 1) * held(zero, end) + held(zero, final))
+    return misses, float(counts.max()) * (bkv * d * itemsize)
+
+
+def flash_main_bytes(chip: Chip, q_stream: BlockStream, sq: int, skv: int, bq: int, bkv: int, d: int,
+                     itemsize: float, q_bytes: float, kv_bytes: float) -> float:
+    """``main_bytes_on_chip`` of the causal flash kernel's Q, K, V and O streams, K and V by ``causal_kv_misses``."""
+    rows = q_stream.grid[0] * q_stream.grid[1]
+    kv = causal_kv_misses(chip.matrix.count, rows, sq, skv, bq, bkv, d, itemsize)
+    return misses_behind_cache([wave_misses(q_stream, chip.matrix.count), kv, kv], [q_bytes, kv_bytes, kv_bytes],
+                               q_bytes, chip.cache_levels[0].total_capacity_bytes)
 
 
 def _score_block_candidates(chip: Chip, length: int) -> list[int]:
@@ -142,7 +181,9 @@ def _flash_plan(chip: Chip, dtype: str, shape: dict, group: int, causal: bool, b
     grid = (b, g, nq, nkv)
     main = copies
     if chip.cache_levels:
-        main = main_bytes_on_chip(chip, flash_streams(b, g, group, sq, skv, d, bq, bkv, causal, in_b))
+        streams = flash_streams(b, g, group, sq, skv, d, bq, bkv, causal, in_b)
+        main = (flash_main_bytes(chip, streams[0], sq, skv, bq, bkv, d, in_b, q_bytes, kv_bytes) if causal
+                else main_bytes_on_chip(chip, streams))
     computed_total = b * g * computed
     step_c, step_bytes = _attention_block_cost(chip, dtype, group * bq, bkv, d, in_b)
     levels = level_bytes(chip, main, copies, computed_total * step_bytes)

@@ -14,7 +14,7 @@ import numpy as np
 
 from accelsim.chips.spec import Chip
 from accelsim.cost.blocks import BlockStream, grid_axes
-from accelsim.cost.cache import level_bytes, main_bytes_on_chip
+from accelsim.cost.cache import level_bytes
 from accelsim.cost.compute import exp_cycles, step_cycles, step_operand_bytes, waves
 from accelsim.cost.timing import in_sequence, mbu, mfu, overlap
 from accelsim.dtypes import canonical_dtype, dtype_bytes
@@ -125,10 +125,10 @@ def _decode_plan(chip: Chip, dtype: str, lengths: list[int], heads: int, kv_head
     partial = batch * kv_heads * splits * group * (head_dim + 2) * 4.0 if splits > 1 else 0.0
     out_bytes = 0.0 if splits > 1 else q_bytes  # with splits, the combine kernel writes the output
     attention_copies = q_bytes + 2 * kv_bytes + out_bytes + partial
+    # Behind a cache too: no block is shared between (b, g) rows and each row copies each of its blocks once,
+    # so every wave misses at least the copies and the cache model (cost/cache.py) returns them unchanged
+    # (tests/test_tiling_shortcuts.py checks this against decode_streams).
     attention_main = attention_copies
-    if chip.cache_levels and not page_size:
-        attention_main = main_bytes_on_chip(chip, decode_streams(lens, kv_heads, group, head_dim, cache_len,
-                                                                 block_kv, in_b, splits))
     computed = kv_heads * float((-(-lens // block_kv)).sum())
     cycles = step_cycles(chip, dtype, group, head_dim, block_kv) + step_cycles(chip, dtype, group, block_kv, head_dim)
     operand = step_operand_bytes(chip, in_b, group, head_dim, block_kv) + step_operand_bytes(chip, in_b, group, block_kv, head_dim)

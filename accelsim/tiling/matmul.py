@@ -3,6 +3,11 @@
 The kernel (kernels/matmul.py) runs a grid (i, j, k), k fastest. By Pallas's revisiting rule a
 block is copied only when its index changes between consecutive steps, and each copy moves the
 block's bytes clipped to the array. Summed, that gives the closed form in ``main_level_bytes``.
+
+The search prices every candidate in one numpy pass (``matmul_batch``) and evaluates one by one only those
+that can come within the near-tie window, with cache misses in closed form (``matmul_cache``);
+``plan_matmul(..., reference=True)`` is the search as it was, every footprint and miss read from the
+kernel's BlockSpecs and block streams, kept as what the fast path is tested against.
 """
 
 from __future__ import annotations
@@ -16,16 +21,18 @@ from accelsim.chips.spec import Chip
 from accelsim.cost.blocks import BlockStream, grid_axes
 from accelsim.cost.cache import level_bytes, main_bytes_on_chip
 from accelsim.cost.compute import ACC_BYTES, step_cycles, step_operand_bytes, waves
-from accelsim.cost.footprint import footprint
+from accelsim.cost.footprint import PIPELINE_BUFFERS, footprint
 from accelsim.cost.timing import in_sequence, mbu, mfu, overlap
 from accelsim.dtypes import canonical_dtype, dtype_bytes
 from accelsim.errors import AccelsimError
 from accelsim.shapes import positive_int
 from accelsim.tiling.alignment import block_rule, check_block, legal_sizes
+from accelsim.tiling.matmul_batch import MARGIN, candidate_times
+from accelsim.tiling.matmul_cache import kernel_main_bytes
 from accelsim.tiling.plan import Plan
 from accelsim.tiling.sharding import Shard, shard_over_chips
 from kernels.matmul import matmul_specs
-from kernels.matmul_split import split_k_valid, split_specs
+from kernels.matmul_split import split_specs
 
 
 def check_dims(**dims: int) -> None:
@@ -91,10 +98,12 @@ def matmul_streams(m: int, k: int, n: int, bm: int, bn: int, bk: int, in_bytes: 
 
 
 def plan_matmul(m: int, k: int, n: int, chip: Chip, dtype: str = "bf16", out_dtype: str | None = None,
-                blocks: dict[str, int] | None = None, b_dtype: str | None = None) -> Plan:
+                blocks: dict[str, int] | None = None, b_dtype: str | None = None, reference: bool = False) -> Plan:
     """The fastest legal plan for C[M,N] = A[M,K] @ B[K,N] on ``chip`` (or the given ``blocks``). ``dtype`` is
     what the matrix unit multiplies in; ``b_dtype`` B's stored dtype where it is narrower (weight-only int8,
-    fp8, int4 or fp4 weights, widened to ``dtype`` block by block)."""
+    fp8, int4 or fp4 weights, widened to ``dtype`` block by block). ``reference``: footprints read from the
+    kernel's BlockSpecs and cache misses from the general block-stream model (the slow path the closed forms
+    are tested against)."""
     check_dims(M=m, K=k, N=n)
     dtype = canonical_dtype(dtype)
     out_dtype = canonical_dtype(out_dtype or dtype)
@@ -103,10 +112,12 @@ def plan_matmul(m: int, k: int, n: int, chip: Chip, dtype: str = "bf16", out_dty
     shard = shard_over_chips(m, k, n, chip, dtype, out_dtype, b_dtype)
     if blocks is not None:
         return _evaluate(shard, chip, dtype, out_dtype, blocks["bm"], blocks["bn"], blocks["bk"],
-                         blocks.get("splits", 1), (m, k, n), b_dtype=b_dtype)
-    candidates = candidate_blocks(shard.m, k, shard.n, chip, dtype, out_dtype, b_dtype)
+                         blocks.get("splits", 1), (m, k, n), b_dtype=b_dtype, general_cache=reference)
+    candidates = candidate_blocks(shard.m, k, shard.n, chip, dtype, out_dtype, b_dtype, from_specs=reference)
+    if not reference:
+        candidates = _contenders(shard, chip, dtype, out_dtype, candidates, (m, k, n), b_dtype)
     if chip.cache_levels:
-        best = _fastest_behind_cache(shard, chip, dtype, out_dtype, candidates, (m, k, n), b_dtype)
+        best = _fastest_behind_cache(shard, chip, dtype, out_dtype, candidates, (m, k, n), b_dtype, reference)
     else:
         best = pick_fastest([_evaluate(shard, chip, dtype, out_dtype, *b, (m, k, n), b_dtype=b_dtype)
                              for b in candidates])
@@ -137,11 +148,13 @@ SPLITS = (1, 2, 4, 8, 16, 32, 64)
 
 
 def candidate_blocks(m: int, k: int, n: int, chip: Chip, dtype: str, out_dtype: str,
-                     b_dtype: str | None = None) -> list[tuple[int, int, int, int]]:
+                     b_dtype: str | None = None, from_specs: bool = False) -> list[tuple[int, int, int, int]]:
     """Every (bm, bn, bk, splits) that obeys the chip's block rule and fits its staging memory. K is split
-    only while the (i, j) blocks times the previous split count leave units idle (skinny products)."""
+    only while the (i, j) blocks times the previous split count leave units idle (skinny products).
+    ``from_specs``: each footprint read from the kernel's own BlockSpecs, not from their closed form."""
     rule = block_rule(chip)
     capacity = chip.staging_memory.capacity_bytes
+    sizes = (dtype_bytes(dtype), dtype_bytes(b_dtype or dtype), dtype_bytes(out_dtype))
     out = []
     for bm, bn, bk in itertools.product(legal_sizes(m, rule.sublane, rule.power_of_two),
                                         legal_sizes(n, rule.lane, rule.power_of_two),
@@ -151,20 +164,61 @@ def candidate_blocks(m: int, k: int, n: int, chip: Chip, dtype: str, out_dtype: 
             continue
         gm, gn, _ = grid_of(m, k, n, bm, bn, bk)
         for splits in SPLITS:
-            if splits > 1 and (not split_k_valid(k, bk, splits) or gm * gn * splits // 2 >= chip.matrix.count):
+            if splits > 1 and (gm * gn * splits // 2 >= chip.matrix.count or not _split_valid(k, bk, splits)):
                 continue
-            specs = (matmul_specs(m, k, n, bm=bm, bn=bn, bk=bk, in_dtype=dtype, out_dtype=out_dtype, b_dtype=b_dtype)
-                     if splits == 1 else
-                     split_specs(m, k, n, bm=bm, bn=bn, bk=bk, splits=splits, in_dtype=dtype, b_dtype=b_dtype))
-            if footprint(specs, rule.register_accumulator_bytes) <= capacity:
+            if from_specs:
+                specs = (matmul_specs(m, k, n, bm=bm, bn=bn, bk=bk, in_dtype=dtype, out_dtype=out_dtype,
+                                      b_dtype=b_dtype) if splits == 1 else
+                         split_specs(m, k, n, bm=bm, bn=bn, bk=bk, splits=splits, in_dtype=dtype, b_dtype=b_dtype))
+                held = footprint(specs, rule.register_accumulator_bytes)
+            else:
+                held = _footprint(bm, bn, bk, splits, *sizes, rule.register_accumulator_bytes)
+            if held <= capacity:
                 out.append((bm, bn, bk, splits))
     small_grids = [b for b in out if math.prod(grid_of(m, k, n, *b[:3])) <= MAX_GRID_STEPS]
     return small_grids or out
 
 
+def _split_valid(k: int, bk: int, splits: int) -> bool:
+    """``split_k_valid`` in plain integers (it is called for every candidate; Pallas's ``cdiv`` checks for
+    symbolic dims each time)."""
+    blocks = -(-k // bk)
+    return 1 <= splits <= blocks and (splits - 1) * -(-blocks // splits) < blocks
+
+
+def _footprint(bm: int, bn: int, bk: int, splits: int, in_b: float, b_b: float, out_b: float,
+               register_bytes: float) -> float:
+    """``footprint`` of ``matmul_specs`` / ``split_specs`` in closed form: double-buffered A, B and C (an f32
+    partial when split) blocks, and the f32 accumulator, held in registers where the chip has a budget."""
+    accumulator = bm * bn * ACC_BYTES
+    buffers = 0.0
+    for elements, itemsize in ((bm * bk, in_b), (bk * bn, b_b), (bm * bn, out_b if splits == 1 else ACC_BYTES)):
+        buffers += PIPELINE_BUFFERS * elements * itemsize
+    if register_bytes:
+        return math.inf if accumulator > register_bytes else buffers
+    return buffers + accumulator
+
+
+def _contenders(shard: Shard, chip: Chip, dtype: str, out_dtype: str, candidates: list[tuple[int, int, int, int]],
+                full: tuple[int, int, int], b_dtype: str) -> list[tuple[int, int, int, int]]:
+    """The candidates (in their order) that can be within ``NEAR_TIE`` of the fastest plan, from one numpy pass
+    (``matmul_batch``). Without a cache its times are the plans' own; behind one they are floors, and any plan's
+    exact time bounds the fastest from above. ``MARGIN`` covers the two passes' different float rounding."""
+    if len(candidates) < 2:
+        return candidates
+    times = candidate_times(shard, chip, dtype, full[1], np.asarray(candidates), dtype_bytes(dtype),
+                            dtype_bytes(b_dtype), dtype_bytes(out_dtype))
+    bound = float(times.min())
+    if chip.cache_levels:
+        first = candidates[int(np.argmin(times))]
+        bound = _evaluate(shard, chip, dtype, out_dtype, *first, full, b_dtype=b_dtype).time_s
+    limit = bound * NEAR_TIE * (1 + MARGIN)
+    return [c for c, t in zip(candidates, times) if t <= limit]
+
+
 def _fastest_behind_cache(shard: Shard, chip: Chip, dtype: str, out_dtype: str,
                           candidates: list[tuple[int, int, int, int]], full: tuple[int, int, int],
-                          b_dtype: str) -> Plan | None:
+                          b_dtype: str, general_cache: bool = False) -> Plan | None:
     """``pick_fastest`` over the candidates, evaluating the cache model only where it can matter: a plan
     priced with compulsory main-memory bytes is never slower than with its cache misses, so candidates
     whose optimistic time is past the near-tie window of the fastest exact plan cannot win."""
@@ -174,27 +228,31 @@ def _fastest_behind_cache(shard: Shard, chip: Chip, dtype: str, out_dtype: str,
     for bound, blocks in optimistic:
         if exact and bound.time_s > min(p.time_s for p in exact) * NEAR_TIE:
             break
-        exact.append(_evaluate(shard, chip, dtype, out_dtype, *blocks, full, b_dtype=b_dtype))
+        exact.append(_evaluate(shard, chip, dtype, out_dtype, *blocks, full, b_dtype=b_dtype,
+                               general_cache=general_cache))
     return pick_fastest(exact)
 
 
 def _evaluate(shard: Shard, chip: Chip, dtype: str, out_dtype: str, bm: int, bn: int, bk: int, splits: int,
-              full: tuple[int, int, int], perfect_cache: bool = False, b_dtype: str | None = None) -> Plan:
+              full: tuple[int, int, int], perfect_cache: bool = False, b_dtype: str | None = None,
+              general_cache: bool = False) -> Plan:
     """The plan of one chip's share ``shard`` of the (M, K, N) = ``full`` matmul with (bm, bn, bk) blocks and
     K cut into ``splits`` ranges; ``perfect_cache``: main memory moves only the compulsory bytes (a lower
-    bound on the plan's time)."""
+    bound on the plan's time); ``general_cache``: misses from the general stream model, not their closed form."""
     m, k, n = shard.m, full[1], shard.n
     in_b, out_b, b_b = dtype_bytes(dtype), dtype_bytes(out_dtype), dtype_bytes(b_dtype or dtype)
     gm, gn, gk = grid_of(m, k, n, bm, bn, bk)
     per = math.ceil(gk / splits)
     copies = main_level_bytes(m, k, n, bm, bn, bk, in_b, out_b, splits, b_b)
     compulsory = m * k * in_b + k * n * b_b + m * n * out_b
-    kernels = matmul_streams(m, k, n, bm, bn, bk, in_b, out_b, splits, b_b)
+    general = chip.cache_levels and not perfect_cache and general_cache
+    kernels = matmul_streams(m, k, n, bm, bn, bk, in_b, out_b, splits, b_b) if general else []
     product_copies = copies["a"] + copies["b"] + copies.get("partial", copies["c"])
     main = product_copies
     if chip.cache_levels:
         main = (compulsory - m * n * out_b + copies.get("partial", copies["c"]) if perfect_cache
-                else main_bytes_on_chip(chip, kernels[0]))
+                else main_bytes_on_chip(chip, kernels[0]) if general
+                else kernel_main_bytes(chip, m, k, n, bm, bn, bk, splits, in_b, b_b, copies))
     levels = level_bytes(chip, main, product_copies, gm * gn * gk * step_operand_bytes(chip, in_b, bm, bk, bn))
     compute = waves(splits * gm * gn, chip.matrix.count) * gk * step_cycles(chip, dtype, bm, bk, bn) / splits
     prologue = min(bm, m) * min(bk, k) * in_b + min(bk, k) * min(bn, n) * b_b
@@ -204,7 +262,7 @@ def _evaluate(shard: Shard, chip: Chip, dtype: str, out_dtype: str, bm: int, bn:
                        operand_bytes=m * k * in_b + k * n * b_b + (copies.get("partial") or m * n * out_b))]
     if splits > 1:
         combine_copies = copies["partial_read"] + copies["c"]
-        combine_main = combine_copies if perfect_cache or not chip.cache_levels else main_bytes_on_chip(chip, kernels[1])
+        combine_main = main_bytes_on_chip(chip, kernels[1]) if general else combine_copies
         timings.append(overlap(chip, 0.0, level_bytes(chip, combine_main, combine_copies, 0.0),
                                splits * min(bm, m) * min(bn, n) * ACC_BYTES, last_block * out_b,
                                grid_steps=gm * gn, operand_bytes=combine_copies))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -46,3 +46,35 @@ class Plan:
         out["grid"] = list(self.grid)
         out["notes"] = list(self.notes)
         return out
+
+
+class ChipMemo:
+    """Results remembered per chip and hashable arguments. A ``Chip`` holds dicts, so it is keyed by
+    identity, and held while its entries stand so that its id cannot be reused by another chip."""
+
+    every: list["ChipMemo"] = []
+
+    def __init__(self, limit: int = 1 << 14) -> None:
+        self._values: dict[tuple, Any] = {}
+        self._chips: dict[int, Any] = {}
+        self._limit = limit
+        ChipMemo.every.append(self)
+
+    def clear(self) -> None:
+        self._values.clear()
+        self._chips.clear()
+
+    @classmethod
+    def forget_all(cls) -> None:
+        """Empty every memo (a benchmark's cold start)."""
+        for memo in cls.every:
+            memo.clear()
+
+    def get(self, chip: Any, key: tuple, compute: Callable[[], Any]) -> Any:
+        full = (id(chip),) + key
+        if full not in self._values:
+            if len(self._values) >= self._limit:
+                self.clear()
+            self._chips[id(chip)] = chip
+            self._values[full] = compute()
+        return self._values[full]

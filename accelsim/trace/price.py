@@ -101,9 +101,19 @@ def price_collective(record: Collective, chip: Chip) -> OpCost:
 
 
 def price_workload(trace: WorkloadTrace, chip: Chip) -> list[OpCost]:
-    """Every record of a traced workload, priced on ``chip``, in execution order per kind."""
-    return ([price_kernel(k, chip) for k in trace.kernels] + [price_xla_matmul(m, chip) for m in trace.matmuls]
-            + [price_xla_op(o, chip) for o in trace.ops] + [price_collective(c, chip) for c in trace.collectives])
+    """Every record of a traced workload, priced on ``chip``, in execution order per kind. Records a re-read
+    trace shares with its first reading (``TracedWorkload``: all but the scalar-prefetch kernels) are priced
+    once per chip."""
+    def priced(record, price) -> OpCost:
+        entry = trace.priced.get(id(record)) if id(record) in trace.shared else None
+        if entry is None or entry[0] is not record:
+            return price(record, chip)
+        if id(chip) not in entry[1] or entry[1][id(chip)][0] is not chip:
+            entry[1][id(chip)] = (chip, price(record, chip))
+        return entry[1][id(chip)][1]
+
+    return ([priced(k, price_kernel) for k in trace.kernels] + [priced(m, price_xla_matmul) for m in trace.matmuls]
+            + [priced(o, price_xla_op) for o in trace.ops] + [priced(c, price_collective) for c in trace.collectives])
 
 
 def total(costs: list[OpCost]) -> Cost:

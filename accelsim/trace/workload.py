@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from accelsim.dtypes import array_itemsize
+from accelsim.trace.fusion import fuse_elementwise
 from accelsim.trace.collectives import ALGORITHM_OF, Collective, collective_record
 from accelsim.trace.grid_eval import NotStatic
 from kernels.backend import lowering_for
@@ -51,7 +52,8 @@ class XlaMatmul:
 
 @dataclass
 class XlaOp:
-    """Any other op left to XLA, counted unfused: it reads its inputs and writes its outputs once."""
+    """Any other op left to XLA: it reads its inputs and writes its outputs once, less what XLA's fusion of
+    elementwise chains keeps out of memory (``accelsim.trace.fusion``)."""
 
     name: str
     scope: str
@@ -66,24 +68,51 @@ class WorkloadTrace:
     matmuls: list[XlaMatmul] = field(default_factory=list)
     ops: list[XlaOp] = field(default_factory=list)
     collectives: list[Collective] = field(default_factory=list)
+    # kernels whose scalar prefetch reads the arguments: (position in kernels, eqn, resolver, weight, scope)
+    dynamic: list[tuple] = field(default_factory=list, repr=False)
+    # records every re-reading shares, by id, each with its own {chip id: (chip, OpCost)} (accelsim.trace.price)
+    shared: frozenset = field(default=frozenset(), repr=False)
+    priced: dict = field(default_factory=dict, repr=False)
 
 
 class TracedWorkload:
     """A workload traced once; ``records(*args)`` re-reads it for new scalar-prefetch values (e.g. each
     decode step's lengths) without tracing again. Args may be ``jax.ShapeDtypeStruct`` except those a
-    kernel's scalar prefetch depends on."""
+    kernel's scalar prefetch depends on.
+
+    The jaxpr is walked once: only scalar prefetch depends on argument values, so a later call re-counts just
+    the kernels that read it (each through the resolver the walk built) and keeps every other record."""
 
     def __init__(self, fn, *args, **kwargs) -> None:
         with lowering_for("interpret"):  # count the Pallas form (its BlockSpecs), whatever runs on this backend
             self.closed = jax.make_jaxpr(lambda *a: fn(*a, **kwargs))(*args)
         self._memo: dict = {}
+        self._args: list = []
+        self._walked: WorkloadTrace | None = None
 
     def records(self, *args) -> WorkloadTrace:
-        trace = WorkloadTrace()
-        flat_args = jax.tree_util.tree_leaves(args)
-        inputs = _top_inputs(flat_args)
-        _walk(self.closed.jaxpr, lambda atoms, at_end=False: _concrete(self.closed, inputs, atoms), 1.0, trace,
-              self._memo)
+        self._args = jax.tree_util.tree_leaves(args)
+        if self._walked is None:
+            walked = WorkloadTrace()
+            inputs = lambda positions: _top_inputs(self._args)(positions)  # noqa: E731  (reads each call's args)
+            _walk(self.closed.jaxpr, lambda atoms, at_end=False: _concrete(self.closed, inputs, atoms), 1.0, walked,
+                  self._memo)
+            moving = {position for position, *_ in walked.dynamic}
+            static = [k for i, k in enumerate(walked.kernels) if i not in moving]
+            static += walked.matmuls + walked.ops + walked.collectives
+            walked.shared = frozenset(id(r) for r in static)
+            walked.priced = {id(r): (r, {}) for r in static}
+            self._walked = walked
+        else:
+            walked = self._walked
+        trace = WorkloadTrace(list(walked.kernels), list(walked.matmuls), list(walked.ops), list(walked.collectives),
+                              shared=walked.shared, priced=walked.priced)
+        for position, eqn, resolve, weight, scope in walked.dynamic:
+            try:
+                record = _kernel_record(eqn, resolve, self._memo)
+            except NotStatic as exc:
+                raise _located(exc, "pallas_call", scope) from None
+            trace.kernels[position] = dataclasses.replace(record, weight=weight, scope=scope, priced=record.priced)
         return trace
 
 
@@ -128,10 +157,27 @@ def _concrete(closed, inputs, atoms) -> list[np.ndarray]:
     env = dict(zip([all_inputs[i] for i in positions], values))
     for eqn in reversed(kept):
         args = [a.val if hasattr(a, "val") else env[a] for a in eqn.invars]
-        sub = eqn.primitive.bind(*args, **eqn.params)
+        numpy_form = _NUMPY.get(eqn.primitive.name)
+        sub = numpy_form(*args, **eqn.params) if numpy_form else eqn.primitive.bind(*args, **eqn.params)
         outs = sub if eqn.primitive.multiple_results else [sub]
         env.update(zip(eqn.outvars, outs))
     return [np.asarray(a.val if hasattr(a, "val") else env[a]) for a in wanted]
+
+
+def _iota(*, dtype, shape, dimension, **_) -> np.ndarray:
+    ramp = np.arange(shape[dimension], dtype=np.dtype(dtype)).reshape([-1 if d == dimension else 1
+                                                                      for d in range(len(shape))])
+    return np.broadcast_to(ramp, shape)
+
+
+def _reshape(x, *, new_sizes, dimensions=None, **_) -> np.ndarray:
+    x = np.asarray(x)
+    return np.reshape(x if dimensions is None else np.transpose(x, dimensions), new_sizes)
+
+
+# Index plumbing in scalar-prefetch slices, evaluated in numpy: binding them would dispatch (and compile, at
+# each new shape) an XLA op per step for what only relabels integers.
+_NUMPY = {"iota": _iota, "reshape": _reshape}
 
 
 def _top_inputs(flat_args):
@@ -149,13 +195,18 @@ def _walk(jaxpr, resolve, weight: float, trace: WorkloadTrace, memo: dict, prefi
 
     ``prefix`` is the named scope of the enclosing call, so ops inside a jitted kernel wrapper keep
     the caller's ``jax.named_scope`` labels; ``axis_sizes`` are the mesh axes of enclosing shard_maps."""
+    made = {}
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
         scope = "/".join(p for p in (prefix, _scope(eqn)) if p)
+        before = len(trace.ops)
         try:
             _walk_eqn(eqn, name, scope, resolve, weight, trace, memo, axis_sizes or {})
         except NotStatic as exc:
             raise _located(exc, name, scope) from None
+        if len(trace.ops) == before + 1 and name not in _CALLS:
+            made[id(eqn)] = trace.ops[-1]
+    fuse_elementwise(jaxpr, made, _nbytes)
 
 
 def _located(exc: NotStatic, primitive: str, scope: str) -> NotStatic:
@@ -172,6 +223,8 @@ def _walk_eqn(eqn, name: str, scope: str, resolve, weight: float, trace: Workloa
     """Record one eqn of ``_walk``, descending into loop, call and shard_map bodies."""
     if name == "pallas_call":
         record = _kernel_record(eqn, resolve, memo)
+        if eqn.params["grid_mapping"].num_index_operands:
+            trace.dynamic.append((len(trace.kernels), eqn, resolve, weight, scope))
         trace.kernels.append(dataclasses.replace(record, weight=weight, scope=scope, priced=record.priced))
     elif name == "dot_general":
         batch, product = dot_product(eqn)

@@ -4,8 +4,9 @@ The rows live in ``accelsim/validate/published.toml`` (each with its source and 
 see ``PUBLISHED.md``). They validate the model and never tune it: no chip file figure comes from them.
 A row is priced as one ``estimate`` of one model replica (``tp`` chips, else ``chips / replicas``) at the
 row's batch or concurrency (1 where the source states none, said so in the output). Maximum-throughput
-figures (MLPerf Offline and Server, "infinite rate" runs) need a search over batch, which is the serving
-frontier's job: those rows are listed as waiting for it, not priced.
+figures (MLPerf Offline and Server, "infinite rate" runs) and the latencies measured at that load (MLPerf
+Server TTFT and TPOT) come from the serving frontier's search over concurrency and splits of the row's
+chips per replica (``accelsim.serving.frontier.max_throughput``), within the row's TTFT/TPOT limits.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from accelsim.chips import load_chip
 from accelsim.errors import AccelsimError
 
 PUBLISHED = Path(__file__).with_name("published.toml")
-QUICK_IDS = ("cerebras-llama31-8b-launch", "groq-llama2-70b-300tps-claim", "neuron-llama33-70b-trn2-bf16-tpot")
+QUICK_IDS = ("cerebras-llama31-8b-launch", "groq-llama2-70b-300tps-claim", "neuron-llama33-70b-trn2-bf16-tpot",
+             "trtllm-llama31-8b-h100-tp1-fp8-1000-1000")  # the last: a maximum-throughput search
 LOW_PRECISION = {"fp8": "fp8", "int8": "int8", "fp4": "fp4"}  # W8A8-style compute: weights and activations
 
 
@@ -71,9 +73,8 @@ def compare_row(row: dict[str, Any]) -> Comparison:
 
     base = dict(id=row["id"], model=row["model"], chip=row["chip"], chips=int(row.get("chips", 0)), metric=row["metric"],
                 measured=float(row["value"]), source=row["source"])
-    if row.get("needs_sweep"):
-        return Comparison(**base, predicted=None, binding_limit="-",
-                          note="maximum-throughput figure: waits for the frontier's batch search (issue [8])")
+    if row.get("needs_sweep") or (row.get("scenario") == "server" and row["metric"] in ("ttft_s", "tpot_s")):
+        return _compare_at_max_throughput(row, base)
     batch = int(row.get("batch") or row.get("concurrency") or 1)
     notes = [] if ("batch" in row or "concurrency" in row) else ["no batch stated: priced at batch 1"]
     input_len = int(row.get("input_len") or row.get("input_len_max") or 1024)
@@ -84,7 +85,8 @@ def compare_row(row: dict[str, Any]) -> Comparison:
         notes.append("measured with speculative decoding; priced without")
     try:
         result = run_estimate(row["model"], [load_chip(row["chip"])], batch=batch, prompt_len=input_len,
-                              gen_len=output_len, weights=weights, num_chips=_replica_chips(row),
+                              gen_len=output_len, weights=weights, kv_dtype=str(row.get("kv_dtype", "bf16")),
+                              num_chips=_replica_chips(row),
                               low_precision_compute=weights != "bf16")
     except AccelsimError as exc:
         return Comparison(**base, predicted=None, binding_limit="-", note=f"not priced: {exc}")
@@ -99,6 +101,35 @@ def compare_row(row: dict[str, Any]) -> Comparison:
     notes.append(f"batch {batch}, {input_len} in / {output_len} out, {per_replica} chip(s) per replica, "
                  f"{result.compute}")
     return Comparison(**base, predicted=float(predicted), binding_limit=run.binding_limit, note="; ".join(notes))
+
+
+def _compare_at_max_throughput(row: dict[str, Any], base: dict[str, Any]) -> Comparison:
+    """A maximum-throughput row: the frontier's best total tok/s (or that point's latency) per replica."""
+    from accelsim.models.config import load_config
+    from accelsim.serving.frontier import max_throughput
+
+    precision = str(row.get("precision", "bf16")).lower()
+    weights = LOW_PRECISION.get(precision, "bf16")
+    per_replica = _replica_chips(row) or 1
+    replicas = int(row.get("replicas", max(1, int(row.get("chips", per_replica)) // per_replica)))
+    input_len = int(row.get("input_len") or row.get("input_len_max") or 1024)
+    output_len = max(2, int(row.get("output_len") or 128))
+    limits = {key: float(row[key]) for key in ("ttft_limit_s", "tpot_limit_s") if key in row}
+    kv_dtype = str(row.get("kv_dtype", "bf16"))
+    try:
+        point = max_throughput(load_config(row["model"]), load_chip(row["chip"]), per_replica, input_len,
+                               output_len, weights, kv_dtype, low_precision_compute=weights != "bf16", **limits)
+    except AccelsimError as exc:
+        return Comparison(**base, predicted=None, binding_limit="-", note=f"not priced: {exc}")
+    if point is None:
+        return Comparison(**base, predicted=None, binding_limit="-",
+                          note=f"no configuration of {per_replica} chip(s) meets the limits {limits}")
+    predicted = {"tokens_per_s_total": point.tokens_per_s_total * replicas, "tokens_per_s_user": point.tokens_per_s_user,
+                 "ttft_s": point.ttft_s, "tpot_s": point.tpot_s}[row["metric"]]
+    note = (f"max throughput over concurrency: {point.split} at {point.concurrency} in flight, {input_len} in / "
+            f"{output_len} out, x {replicas} replica(s), {weights} compute, {kv_dtype} KV"
+            + (f", within {limits}" if limits else ""))
+    return Comparison(**base, predicted=float(predicted), binding_limit=point.binding_limit, note=note)
 
 
 def compare_published(quick: bool = False, progress: Callable[[str], None] = lambda m: None,

@@ -1,12 +1,16 @@
 """The validation suite: matmuls, prefill and decode attention, SmolLM2 prefill and decode steps.
 
 Each case runs twice where XLA has its own op: our kernel (with the plan's blocks for the chip being
-validated) and XLA's native op. Each is timed after warm-up (median of repeats, block_until_ready)
-and predicted by tracing exactly what ran and pricing it on the chip.
+validated, in the form the backend runs by default: compiled on a CPU host) and XLA's native op. Each is
+timed after warm-up (median of repeats, block_until_ready) and predicted by tracing exactly what ran and
+pricing it on the chip. Given an ``interpret_chip`` (the host with Pallas interpret mode's per-step costs),
+each op's first ``INTERPRET_SHAPES`` shapes also run in interpret mode with that chip's plan (impl
+``"interpret"``), priced on it.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import jax
@@ -19,11 +23,13 @@ from accelsim.trace.price import price_workload
 from accelsim.trace.workload import trace_workload
 from accelsim.validate.harness import CaseResult, Suite
 from accelsim.validate.timing import median_time
-from kernels.decode import KVCache
+from kernels.backend import lowering_for
+from kernels.decode import KVCache, decode_step
 
 MODEL_PROMPTS = [64, 256]
 MODEL_CONTEXTS = [128, 1024]
 QUICK_SHAPES = 3  # quick mode keeps each op's first suite shapes
+INTERPRET_SHAPES = 1  # interpret mode re-moves whole operands each grid step: slow, so one shape per op
 
 
 def _array(seed: int, shape: tuple[int, ...], dtype) -> jax.Array:
@@ -31,15 +37,22 @@ def _array(seed: int, shape: tuple[int, ...], dtype) -> jax.Array:
 
 
 def build_suite(chip: Chip, dtype: str = "f32", quick: bool = False, with_model: bool = True,
-                progress: Callable[[str], None] = lambda m: None) -> Suite:
-    """Cases for ``chip``: every registered op's kernel with the chip's plan, and XLA's own op."""
+                progress: Callable[[str], None] = lambda m: None, interpret_chip: Chip | None = None) -> Suite:
+    """Cases for ``chip``: every registered op's kernel with the chip's plan, and XLA's own op; with
+    ``interpret_chip``, interpret-mode cases too."""
     suite = Suite()
     for op in all_ops():
         for i, shape in enumerate(op.suite_shapes[:QUICK_SHAPES] if quick else op.suite_shapes):
             blocks = op.plan(shape, chip, dtype).blocks
-            suite.add(op.label(shape), op.name, "ours", *op.build(shape, dtype, blocks, seed=i))
+            fn, inputs = op.build(shape, dtype, blocks, seed=i)
+            suite.add(op.label(shape), op.name, "ours", fn, *inputs,
+                      timed=_in_place_decode(inputs, blocks) if op.name == "decode" else None)
             if op.build_xla is not None:
-                suite.add(op.label(shape), op.name, "xla", *op.build_xla(shape, dtype, seed=i))
+                fn, inputs = op.build_xla(shape, dtype, seed=i)
+                suite.add(op.label(shape), op.name, "xla", fn, *inputs)
+            if interpret_chip is not None and i < INTERPRET_SHAPES:
+                fn, inputs = op.build(shape, dtype, op.plan(shape, interpret_chip, dtype).blocks, seed=i)
+                suite.add(op.label(shape), op.name, "interpret", fn, *inputs)
     if with_model:
         _add_model_cases(suite, chip, quick, progress)
     return suite
@@ -76,16 +89,35 @@ def _add_model_cases(suite: Suite, chip: Chip, quick: bool, progress: Callable[[
                   params, jnp.asarray(ids[:1]), cache, jnp.asarray([context], jnp.int32))
 
 
-def run_suite(suite: Suite, chip: Chip, repeats: int = 5, progress: Callable[[str], None] = lambda m: None) -> list[CaseResult]:
-    """Time every case and predict it from its own trace, priced on ``chip``."""
+def _in_place_decode(inputs: tuple, blocks: dict) -> Callable[[], jax.Array]:
+    """The decode op's step as a model's decode loop runs it: the KV cache donated and the updated cache fed to
+    the next call, so the append writes its rows in place as priced (not into a fresh copy of the cache)."""
+    q, k_new, v_new, cache, lengths = inputs
+    step = jax.jit(lambda c: decode_step(q, k_new, v_new, c, lengths, **blocks), donate_argnums=0)
+    state = [jax.tree.map(jnp.copy, cache)]
+
+    def timed() -> jax.Array:
+        out, state[0] = step(state[0])
+        return out
+
+    return timed
+
+
+def run_suite(suite: Suite, chip: Chip, repeats: int = 5, progress: Callable[[str], None] = lambda m: None,
+              interpret_chip: Chip | None = None) -> list[CaseResult]:
+    """Time every case and predict it from its own trace, priced on ``chip`` (interpret-mode cases: run in
+    interpret mode and priced on ``interpret_chip``)."""
     results = []
-    for name, op, impl, fn, args in suite.cases:
-        measured = median_time(lambda: fn(*args), repeats=repeats, warmup=1)
-        costs = price_workload(trace_workload(fn, *args), chip)
+    for name, op, impl, fn, args, timed in suite.cases:
+        interpret = impl == "interpret"
+        target = (interpret_chip or chip) if interpret else chip
+        with lowering_for("interpret") if interpret else contextlib.nullcontext():
+            measured = median_time(timed or (lambda: fn(*args)), repeats=repeats, warmup=1)
+        costs = price_workload(trace_workload(fn, *args), target)
         results.append(CaseResult(
             name=name, op=op, impl=impl, measured_s=measured, predicted_s=sum(c.time_s for c in costs),
             bound=_dominant_bound(costs), flops=sum(c.flops for c in costs),
-            main_bytes=sum(c.bytes_per_level.get(chip.main_memory.name, 0.0) for c in costs),
+            main_bytes=sum(c.bytes_per_level.get(target.main_memory.name, 0.0) for c in costs),
             grid_steps=int(sum(c.grid_steps for c in costs)),
         ))
         progress(f"  {name} [{impl}]: measured {measured * 1e3:.2f} ms, predicted {results[-1].predicted_s * 1e3:.2f} ms")
