@@ -32,13 +32,15 @@ def main() -> None:
     workload = Workload(config, 1024, 1024, "fp8")
     planned = planned_points(workload, chips, args.points_per_octave)
     start = time.perf_counter()
-    sweeps = []
+    sweeps, times = [], []
     for chip in chips:
         began = time.perf_counter()
         sweeps.append(sweep(workload, chip, args.points_per_octave))
+        times.append(time.perf_counter() - began)
         print(f"  {chip.name}: {len(sweeps[-1].points)} points in {time.perf_counter() - began:.2f} s",
               file=sys.stderr, flush=True)
     seconds = time.perf_counter() - start
+    ratios = _traced_ratios(workload, chips, sweeps, times)
     rows = []
     for result in sweeps:
         front, read = result.frontier, at_interactivity(result.frontier, args.at_interactivity)
@@ -62,9 +64,33 @@ def main() -> None:
                        args.at_interactivity)
     path = RESULTS / "frontier.json"
     path.write_text(json.dumps(plain({"environment": environment(), "seconds": seconds, "points": total,
-                                      "points_per_octave": args.points_per_octave, "summary": rows,
+                                      "points_per_octave": args.points_per_octave, "ratios": ratios,
+                                      "ratios_note": "per chip: the sweep's mean time per point / the time of "
+                                                     "cost_run (traced afresh) on two of its frontier points, "
+                                                     "measured in this run", "summary": rows,
                                       "chips": [s.to_dict() for s in sweeps]}), indent=2))
     print(f"wrote {path} and {png}")
+
+
+def _traced_ratios(workload, chips, sweeps, times) -> dict[str, float]:
+    """Each chip's mean sweep time per point over what ``cost_run`` takes for two of its frontier points."""
+    from accelsim.models.capacity import Split
+    from accelsim.serving.pricing import price_point_traced
+
+    ratios = {}
+    for chip, result, seconds in zip(chips, sweeps, times):
+        front = result.frontier
+        if not front:
+            continue
+        sample = [front[0], front[len(front) // 2]]
+        began = time.perf_counter()
+        for point in sample:
+            price_point_traced(workload.config, chip, Split.parse(point.split) if point.split != "1 chip" else Split(),
+                               point.concurrency, workload.isl, workload.osl, workload.weight_dtype, workload.kv_dtype,
+                               workload.low_precision_compute)
+        traced = (time.perf_counter() - began) / len(sample)
+        ratios[f"{chip.name} sweep point / traced point"] = seconds / max(len(result.points), 1) / traced
+    return ratios
 
 
 if __name__ == "__main__":
