@@ -61,8 +61,7 @@ def test_split_that_cannot_hold_the_model_is_refused():
 def test_tensor_parallel_beyond_the_scale_up_domain_is_refused():
     chip = load_chip("h100-sxm")
     big = dataclasses.replace(TINY, num_heads=32, num_kv_heads=8, head_dim=2)
-    domain = getattr(chip, "scale_up", None)
-    ways = 2 * (domain.chips if domain else 8)
+    ways = 2 * chip.scale_up.chips  # h100-sxm: an 8-GPU NVSwitch board
     with pytest.raises(AccelsimError, match="scale-up domain"):
         plan_capacity(big, chip, 1, 16, "bf16", "bf16", split=Split(ways))
 

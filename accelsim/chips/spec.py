@@ -237,12 +237,12 @@ class Chip:
     block_rule: BlockRule = DEFAULT_BLOCK_RULE
     mma: MmaTile | None = None  # tensor-core chips only
     systolic: SystolicOverlap = NO_SYSTOLIC_OVERLAP
-    launch_overhead_s: float = 0.0  # fixed cost of each kernel launch (not yet used in timing)
+    launch_overhead_s: float = 0.0  # fixed cost of each kernel launch (priced where a phase is not one CUDA graph)
     launch_source: str = NO_LAUNCH_SOURCE
     device_names: tuple[str, ...] = ()  # jax device_kind substrings that identify this chip as the running accelerator
-    power: Power | None = None  # rated or published power (not yet used in timing or pricing)
-    scale_up: ScaleUp | None = None  # the tensor-parallel domain (not yet used in timing)
-    sustained: Sustained | None = None  # achieved figures beside the peaks (not yet used in timing)
+    power: Power | None = None  # rated or published power (energy per token in accelsim frontier)
+    scale_up: ScaleUp | None = None  # the tensor-parallel domain: its size, topology and hop latency
+    sustained: Sustained | None = None  # achieved figures beside the peaks (estimate --sustained)
     fabric: Fabric | None = None  # on-chip core-to-core network (not yet used in timing)
 
     @property

@@ -61,7 +61,7 @@ def collective_time(algorithm: str, nbytes: float, devices: int, chip: Chip) -> 
     """Bytes each device sends and the time of ``algorithm`` over ``devices`` devices of ``chip``."""
     if algorithm not in SHARES:
         raise AccelsimError(f"no interconnect model for collective '{algorithm}' (known: {', '.join(SHARES)})")
-    domain = getattr(chip, "scale_up", None)
+    domain = chip.scale_up
     hops = TOPOLOGY_HOPS[domain.topology if domain else "ring"][algorithm](devices)
     if chip.links:
         name = "+".join(link.name for link in chip.links)

@@ -63,8 +63,7 @@ class Split:
 
 def scale_up_chips(chip: Chip) -> int:
     """The most chips tensor parallelism may span: the chip file's scale-up domain, else one 8-chip board."""
-    domain = getattr(chip, "scale_up", None)
-    return domain.chips if domain is not None else MAX_TENSOR_PARALLEL
+    return chip.scale_up.chips if chip.scale_up is not None else MAX_TENSOR_PARALLEL
 
 
 @dataclass(frozen=True)

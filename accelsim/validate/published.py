@@ -67,6 +67,25 @@ def _replica_chips(row: dict[str, Any]) -> int | None:
     return int(row["tp"]) if "tp" in row else None
 
 
+@dataclass(frozen=True)
+class _Request:
+    """What a row asks to price: weight dtype (W8A8-style compute where low precision), KV dtype and lengths."""
+
+    weights: str
+    kv_dtype: str
+    input_len: int
+    output_len: int
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> "_Request":
+        return cls(LOW_PRECISION.get(str(row.get("precision", "bf16")).lower(), "bf16"), str(row.get("kv_dtype", "bf16")),
+                   int(row.get("input_len") or row.get("input_len_max") or 1024), max(2, int(row.get("output_len") or 128)))
+
+
+def _replicas(row: dict[str, Any], per_replica: int) -> int:
+    return int(row.get("replicas", max(1, int(row.get("chips", per_replica)) // per_replica)))
+
+
 def compare_row(row: dict[str, Any]) -> Comparison:
     """Price one published row (see the module docstring for how)."""
     from accelsim.models.estimate import run_estimate
@@ -77,28 +96,24 @@ def compare_row(row: dict[str, Any]) -> Comparison:
         return _compare_at_max_throughput(row, base)
     batch = int(row.get("batch") or row.get("concurrency") or 1)
     notes = [] if ("batch" in row or "concurrency" in row) else ["no batch stated: priced at batch 1"]
-    input_len = int(row.get("input_len") or row.get("input_len_max") or 1024)
-    output_len = max(2, int(row.get("output_len") or 128))
-    precision = str(row.get("precision", "bf16")).lower()
-    weights = LOW_PRECISION.get(precision, "bf16")
+    ask = _Request.of(row)
     if row.get("speculative"):
         notes.append("measured with speculative decoding; priced without")
     try:
-        result = run_estimate(row["model"], [load_chip(row["chip"])], batch=batch, prompt_len=input_len,
-                              gen_len=output_len, weights=weights, kv_dtype=str(row.get("kv_dtype", "bf16")),
-                              num_chips=_replica_chips(row),
-                              low_precision_compute=weights != "bf16")
+        result = run_estimate(row["model"], [load_chip(row["chip"])], batch=batch, prompt_len=ask.input_len,
+                              gen_len=ask.output_len, weights=ask.weights, kv_dtype=ask.kv_dtype,
+                              num_chips=_replica_chips(row), low_precision_compute=ask.weights != "bf16")
     except AccelsimError as exc:
         return Comparison(**base, predicted=None, binding_limit="-", note=f"not priced: {exc}")
     run = result.runs[0]
     per_replica = _replica_chips(row) or run.capacity.chips
-    replicas = int(row.get("replicas", max(1, int(row.get("chips", per_replica)) // per_replica)))
+    replicas = _replicas(row, per_replica)
     predicted = {"tokens_per_s_user": run.tokens_per_s_user, "tokens_per_s_total": run.tokens_per_s_aggregate * replicas,
                  "ttft_s": run.ttft_s, "tpot_s": run.tpot_s}.get(row["metric"])
     if predicted is None:
         return Comparison(**base, predicted=None, binding_limit=run.binding_limit,
                           note=f"metric {row['metric']} is not one we predict")
-    notes.append(f"batch {batch}, {input_len} in / {output_len} out, {per_replica} chip(s) per replica, "
+    notes.append(f"batch {batch}, {ask.input_len} in / {ask.output_len} out, {per_replica} chip(s) per replica, "
                  f"{result.compute}")
     return Comparison(**base, predicted=float(predicted), binding_limit=run.binding_limit, note="; ".join(notes))
 
@@ -108,26 +123,26 @@ def _compare_at_max_throughput(row: dict[str, Any], base: dict[str, Any]) -> Com
     from accelsim.models.config import load_config
     from accelsim.serving.frontier import max_throughput
 
-    precision = str(row.get("precision", "bf16")).lower()
-    weights = LOW_PRECISION.get(precision, "bf16")
+    ask = _Request.of(row)
     per_replica = _replica_chips(row) or 1
-    replicas = int(row.get("replicas", max(1, int(row.get("chips", per_replica)) // per_replica)))
-    input_len = int(row.get("input_len") or row.get("input_len_max") or 1024)
-    output_len = max(2, int(row.get("output_len") or 128))
     limits = {key: float(row[key]) for key in ("ttft_limit_s", "tpot_limit_s") if key in row}
-    kv_dtype = str(row.get("kv_dtype", "bf16"))
     try:
-        point = max_throughput(load_config(row["model"]), load_chip(row["chip"]), per_replica, input_len,
-                               output_len, weights, kv_dtype, low_precision_compute=weights != "bf16", **limits)
+        point = max_throughput(load_config(row["model"]), load_chip(row["chip"]), per_replica, ask.input_len,
+                               ask.output_len, ask.weights, ask.kv_dtype, low_precision_compute=ask.weights != "bf16",
+                               **limits)
     except AccelsimError as exc:
         return Comparison(**base, predicted=None, binding_limit="-", note=f"not priced: {exc}")
     if point is None:
         return Comparison(**base, predicted=None, binding_limit="-",
                           note=f"no configuration of {per_replica} chip(s) meets the limits {limits}")
+    replicas = _replicas(row, per_replica)
     predicted = {"tokens_per_s_total": point.tokens_per_s_total * replicas, "tokens_per_s_user": point.tokens_per_s_user,
-                 "ttft_s": point.ttft_s, "tpot_s": point.tpot_s}[row["metric"]]
-    note = (f"max throughput over concurrency: {point.split} at {point.concurrency} in flight, {input_len} in / "
-            f"{output_len} out, x {replicas} replica(s), {weights} compute, {kv_dtype} KV"
+                 "ttft_s": point.ttft_s, "tpot_s": point.tpot_s}.get(row["metric"])
+    if predicted is None:
+        return Comparison(**base, predicted=None, binding_limit=point.binding_limit,
+                          note=f"metric {row['metric']} is not one we predict")
+    note = (f"max throughput over concurrency: {point.split} at {point.concurrency} in flight, {ask.input_len} in / "
+            f"{ask.output_len} out, x {replicas} replica(s), {ask.weights} compute, {ask.kv_dtype} KV"
             + (f", within {limits}" if limits else ""))
     return Comparison(**base, predicted=float(predicted), binding_limit=point.binding_limit, note=note)
 
