@@ -53,11 +53,13 @@ Folds: ceil(K/R) x ceil(N/C); reduction folds are added up in the output (accumu
 of column j.  It is WS on C^T = B^T A^T.  Folds: ceil(K/R) x ceil(M/C).
     cycles per fold = 2R + C + N - 2.
 
-For WS and IS these are SCALE-Sim's counts (Samajdar et al., arXiv:1811.02883: 2*Sr + Sc + T - 2
+For WS and IS this is SCALE-Sim's schedule (Samajdar et al., arXiv:1811.02883: 2*Sr + Sc + T - 2
 per fold with the full array size; its v2/v3 trace generators, scalesim/compute/systolic_compute_ws.py
-and _is.py, likewise charge arr_row weight-load cycles and pad partial folds with null requests).
+and _is.py, likewise charge arr_row weight-load cycles and pad partial folds with null requests); the
+total SCALE-Sim reports is one less per layer, the 0-based cycle of its last write.
 SCALE-Sim's OS fold hides the R drain cycles under the skew (T + R + C - 2); see the docstring of
-``accelsim/cost/systolic.py`` for where we differ and why.
+``accelsim/cost/systolic.py`` for where we differ and why (``scalesim_cycles`` equals SCALE-Sim 3.0.0's
+report exactly, tests/test_scalesim_reference.py).
 
 Edge traffic reported by ``systolic_run`` counts, in the simulation, the real elements each feeder
 injects (A, B) and each real result that leaves the bottom edge (partial sums of non-final

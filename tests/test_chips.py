@@ -19,7 +19,7 @@ from accelsim.tiling.alignment import block_rule
 from accelsim.tiling.matmul import candidate_blocks, plan_matmul
 
 REQUIRED_PRESETS = ("h100-sxm", "h200", "b200", "a100-80gb", "mi300x", "tpu-v5e", "tpu-v5p", "tpu-v6e",
-                    "trainium2", "groq-lpu", "cerebras-wse3")
+                    "trainium2", "groq-lpu", "cerebras-wse3", "gb200-nvl72")
 PRESETS = [name for name in preset_names() if name != HOST_NAME]
 
 
@@ -390,11 +390,13 @@ def test_bad_mma_field_names_the_file_and_the_field(tmp_path, case):
 BLOCK_RULES = {  # (sublane, lane, power of two, accumulator budget in bytes)
     "h100-sxm": (16, 16, True, 256 * 1024 // 2), "h200": (16, 16, True, 256 * 1024 // 2),
     "a100-80gb": (16, 16, True, 256 * 1024 // 2), "b200": (16, 16, True, 256 * 1024 // 2),
+    "gb200-nvl72": (16, 16, True, 256 * 1024 // 2),
     "mi300x": (16, 16, True, 512 * 1024 // 2), "tpu-v5e": (8, 128, False, 0), "tpu-v5p": (8, 128, False, 0),
     "tpu-v6e": (8, 128, False, 0), "trainium2": (128, 128, False, 128 * 16 * 1024),
     "groq-lpu": (8, 8, False, 0), "cerebras-wse3": (8, 8, False, 0),
 }
 MMA_TILES = {"a100-80gb": (16, 8, 16), "h100-sxm": (64, 8, 16), "h200": (64, 8, 16), "b200": (128, 16, 16),
+             "gb200-nvl72": (128, 16, 16),
              "mi300x": (32, 32, 8)}
 
 

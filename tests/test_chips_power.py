@@ -134,15 +134,15 @@ def test_bad_section_field_names_the_file_and_the_field(tmp_path, case):
 # ------------------------------------------------------------------------------------- the shipped presets
 
 PRESETS = ("h100-sxm", "h200", "b200", "a100-80gb", "mi300x", "tpu-v5e", "tpu-v5p", "tpu-v6e", "trainium2",
-           "groq-lpu", "cerebras-wse3")
+           "groq-lpu", "cerebras-wse3", "gb200-nvl72")
 # Figures read off each chip's datasheet or paper (see the preset's sources): (chips, topology) per domain.
 SCALE_UP = {"h100-sxm": (8, "switch"), "h200": (8, "switch"), "b200": (8, "switch"), "a100-80gb": (8, "switch"),
             "mi300x": (8, "mesh"), "tpu-v5e": (256, "torus2d"), "tpu-v5p": (6144, "torus3d"),
             "tpu-v6e": (256, "torus2d"), "trainium2": (16, "torus2d"), "groq-lpu": (10440, "dragonfly"),
-            "cerebras-wse3": (1, "none")}
+            "cerebras-wse3": (1, "none"), "gb200-nvl72": (72, "switch")}
 POWER = {"h100-sxm": (700.0, "chip"), "h200": (700.0, "chip"), "b200": (1000.0, "chip"),
          "a100-80gb": (400.0, "chip"), "mi300x": (750.0, "chip"), "groq-lpu": (300.0, "chip"),
-         "cerebras-wse3": (23000.0, "system_per_chip")}  # Google and AWS publish no per-chip power
+         "cerebras-wse3": (23000.0, "system_per_chip"), "gb200-nvl72": (1200.0, "chip")}  # Google and AWS publish no per-chip power
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -174,10 +174,20 @@ def test_sustained_figures_stay_below_the_peaks():
 
 def test_the_h100_files_the_issue_microbenchmark_beside_unchanged_peaks():
     chip = load_chip("h100-sxm")
-    assert chip.sustained.dense_flops == {"bf16": 798e12} and chip.sustained.main_bandwidth_bytes_per_s == 3.0e12
+    assert chip.sustained.dense_flops == {"bf16": 798e12, "fp8": 1402.6e12}
+    assert chip.sustained.main_bandwidth_bytes_per_s == 3.0e12
     assert chip.peak_flops("bf16") == 989.4e12 and chip.main_memory.bandwidth_bytes_per_s == 3.35e12
     # 798 / 989.4 = 80.7 % of peak; 3.0 / 3.35 = 89.6 % of the datasheet bandwidth, both worked by hand
     assert chip.sustained.dense_flops["bf16"] / chip.peak_flops("bf16") == pytest.approx(0.8065, abs=1e-4)
+    # the fp8 MAMF figure, 1402.6 of 1979 TFLOP/s: 70.9 % (the table's own percentage)
+    assert chip.sustained.dense_flops["fp8"] / chip.peak_flops("fp8") == pytest.approx(0.709, abs=1e-3)
+
+
+def test_sustained_files_name_their_microbenchmarks():
+    for name, cited in (("a100-80gb", "ml-engineering"), ("mi300x", "AI-benchmarking-guide"), ("h200", "ND_H200_v5")):
+        chip = load_chip(name)
+        assert chip.sustained is not None and cited in chip.sustained.source, name
+        assert chip.sustained.main_bandwidth_bytes_per_s < chip.main_memory.bandwidth_bytes_per_s
 
 
 def test_groq_stages_weights_and_cerebras_is_one_wafer_on_a_mesh():

@@ -192,12 +192,15 @@ def test_bad_input_is_one_line_naming_it(argv, named, capsys):
 def test_from_run_serves_by_continuous_batching_by_hand():
     from types import SimpleNamespace
 
-    from accelsim.serving.point import from_run
+    from accelsim.serving.point import arrival_wait_s, from_run
 
     # 8 requests: the batch's prefill takes 0.8 s, a decode step 10 ms, 101 output tokens
     run = SimpleNamespace(chip="c", batch=8, ttft_s=0.8, tpot_s=0.01, binding_limit="hbm")
     p = from_run(run, "TP2", 2, 1024, 101)
-    assert p.ttft_s == pytest.approx(0.1)                       # its own share: 0.8 / 8
+    assert p.ttft_s == pytest.approx(0.1 + 0.01)                # its own share, 0.8 / 8, in an iteration that decodes the others
     assert p.tpot_s == pytest.approx(0.01 + (0.8 - 0.1) / 100)  # the others' prefills slow each step: 17 ms
-    assert p.request_s == pytest.approx(0.8 + 100 * 0.01)       # a slot is held as long as a static batch holds it
-    assert p.tokens_per_s_total == pytest.approx(8 * 101 / 1.8)
+    assert p.request_s == pytest.approx(0.8 + 101 * 0.01)       # osl = 101 iterations plus the batch's prefill work
+    assert p.tokens_per_s_total == pytest.approx(8 * 101 / 1.81)
+    assert arrival_wait_s(p) == pytest.approx(0.017 / 2)       # a random arrival waits half an iteration
+    alone = from_run(SimpleNamespace(chip="c", batch=1, ttft_s=0.1, tpot_s=0.01, binding_limit="hbm"), "TP2", 2, 1024, 101)
+    assert (alone.ttft_s, alone.tpot_s, arrival_wait_s(alone)) == (pytest.approx(0.1), pytest.approx(0.01), 0.0)

@@ -148,3 +148,17 @@ def test_matmul_whose_a_alone_exceeds_a_chip_splits_rows_and_reports_chips():
     # 141,197,312 B per chip: 2 column groups. 3 x 2 = 6 chips.
     assert plan.chips_needed == 6
     assert plan.flops == 2 * 8192 * 16384 * 4096
+
+
+def test_tensor_core_pads_the_short_side_along_the_instructions_narrow_axis():
+    from accelsim.cost.compute import step_cycles
+
+    chip = load_chip("b200")  # [mma] m = 128, n = 16, k = 16 (tcgen05.mma, cta_group::1)
+    per_cycle = chip.peak_flops("bf16") / (chip.matrix.count * chip.clock_hz)
+    # One token x 4096 outputs: as laid out, M pads 1 -> 128 rows (128 x 4096 outputs); swapped (C^T = B^T A^T),
+    # the 4096 outputs fill M and the token pads N to 16 (4096 x 16): eight times fewer padded FLOPs.
+    assert step_cycles(chip, "bf16", 1, 4096, 4096) == pytest.approx(2 * 4096 * 16 * 4096 / per_cycle, rel=1e-12)
+    # 130 x 16: as laid out 256 x 16 = 4,096 outputs; swapped 128 x 144 = 18,432: the layout as given wins.
+    assert step_cycles(chip, "bf16", 130, 16, 16) == pytest.approx(2 * 256 * 16 * 16 / per_cycle, rel=1e-12)
+    # Whole tiles either way: no padding.
+    assert step_cycles(chip, "bf16", 256, 64, 256) == pytest.approx(2 * 256 * 64 * 256 / per_cycle, rel=1e-12)

@@ -212,10 +212,21 @@ def test_scalesim_counts_by_hand():
     # SCALE-Sim v2/v3 (scalesim/compute/systolic_compute_{os,ws,is}.py) per fold, on a 128x128
     # array: OS: T stream rows + (cols - 1) gap rows, skewed over 128 rows (+127): for 256 x 512 x
     # 384, 6 folds of 512 + 127 + 127 = 766.  WS: 128 load rows + T + 127, skewed (+127): 12 folds
-    # of 128 + 256 + 127 + 127 = 638.  IS: 8 folds of 128 + 384 + 127 + 127 = 766.
-    assert scalesim_cycles(OS, 256, 512, 384, 128, 128) == 6 * 766
-    assert scalesim_cycles(WS, 256, 512, 384, 128, 128) == 12 * 638
-    assert scalesim_cycles(IS, 256, 512, 384, 128, 128) == 8 * 766
+    # of 128 + 256 + 127 + 127 = 638.  IS: 8 folds of 128 + 384 + 127 + 127 = 766.  Its reported
+    # "Total Cycles" is the index of the last of those cycles, counted from 0: one less per layer.
+    assert scalesim_cycles(OS, 256, 512, 384, 128, 128) == 6 * 766 - 1
+    assert scalesim_cycles(WS, 256, 512, 384, 128, 128) == 12 * 638 - 1
+    assert scalesim_cycles(IS, 256, 512, 384, 128, 128) == 8 * 766 - 1
+    # 4x4 array, M=5, K=7, N=3 (SCALE-Sim 3.0.0 reports 25, 29 and 51). OS: 2 row folds x 1 column
+    # fold of 7 + 3 + 3 = 13 rows: 26 - 1.  WS: 2 reduction folds x 1 of 4 + 5 + 3 + 3 = 15: 30 - 1.
+    # IS: 2 reduction folds x 2 column folds (M = 5) of 4 + 3 + 3 + 3 = 13: 52 - 1.
+    assert [scalesim_cycles(df, 5, 7, 3, 4, 4) for df in (OS, WS, IS)] == [25, 29, 51]
+    # One PE, M=2, K=3, N=1: OS 2 folds of 3 rows; WS 3 folds of 1 + 2 + 0 + 0; IS 6 folds of 1 + 1.
+    assert [scalesim_cycles(df, 2, 3, 1, 1, 1) for df in (OS, WS, IS)] == [5, 8, 11]
+    # SCALE-Sim's OS fold has no drain: R cycles fewer than ours, and the same for WS and IS.
+    assert systolic_cycles(OS, 5, 7, 3, 4, 4) - scalesim_cycles(OS, 5, 7, 3, 4, 4) == 2 * 4 + 1
+    for dataflow in (WS, IS):
+        assert systolic_cycles(dataflow, 5, 7, 3, 4, 4) == scalesim_cycles(dataflow, 5, 7, 3, 4, 4) + 1
 
 
 def test_tpu_v5e_batch1_decode_matmul_is_memory_bound_when_weights_double_buffer():

@@ -26,6 +26,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "watts": (1e-3, 1e6),                # W: 1 mW .. 1 MW (a Cerebras CS-3 system draws ~23 kW)
     "optional_clock": (0.0, 1e11),       # Hz, 0 = not published
     "cycles": (1e-3, 1e6),               # clock cycles per hop of an on-chip network
+    "bytes_per_cycle": (1.0, 1e9),       # a datapath's width: bytes it moves per clock
 }
 
 

@@ -40,7 +40,8 @@ _TOP = {"name": str, "vendor": str, "architecture": str, "description": str, "cl
 _BLOCK_RULE = {"sublane": int, "lane": int, "power_of_two": bool, "source": str, "assumption": str}
 _ACCUMULATOR = {"capacity_bytes": float, "fraction": float, "source": str, "assumption": str}
 _MMA = {"m": int, "n": int, "k": int, "source": str, "assumption": str}
-_SYSTOLIC = {"stationary_double_buffered": bool, "drain_overlaps": bool, "source": str, "assumption": str}
+_SYSTOLIC = {"stationary_double_buffered": bool, "drain_overlaps": bool, "load_bytes_per_cycle": float, "source": str,
+             "assumption": str}
 _LAUNCH = {"overhead_s": float, "source": str, "assumption": str}
 _VECTOR = {"exp_per_s": float, "source": str, "assumption": str}
 _PIPELINE = {"step_overhead_s": float, "step_operand_bytes_per_s": float, "source": str, "assumption": str}
@@ -187,8 +188,13 @@ def _systolic(data: dict[str, Any], matrix: MatrixUnit, where: str) -> SystolicO
         return NO_SYSTOLIC_OVERLAP
     raw = data["systolic"]
     check_fields(raw, _SYSTOLIC, ("stationary_double_buffered", "drain_overlaps", "source"), where, "systolic.")
+    load = raw.get("load_bytes_per_cycle")
+    if load is not None and not raw["stationary_double_buffered"]:
+        raise AccelsimError(f"chip file {where}: 'systolic.load_bytes_per_cycle' describes the double-buffered "
+                            "load path: it needs stationary_double_buffered = true")
     return SystolicOverlap(raw["stationary_double_buffered"], raw["drain_overlaps"], raw["source"],
-                           raw.get("assumption", ""))
+                           raw.get("assumption", ""),
+                           0.0 if load is None else figure(load, where, "systolic.load_bytes_per_cycle", "bytes_per_cycle"))
 
 
 def _only_for(data: dict[str, Any], section: str, matrix: MatrixUnit, kind: str, where: str) -> None:

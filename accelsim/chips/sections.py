@@ -3,7 +3,8 @@
 
 Each is None when the file leaves it out; when present every field is checked like the rest of the file
 (a missing ``source``, a non-positive watts or chip count, an unknown scope or topology is one line naming
-the file and the field). None of them enters timing or pricing yet.
+the file and the field). ``[fabric]`` enters kernel timing (``accelsim.cost.fabric``); ``[scale_up]`` the
+parallel splits; ``[power]`` the serving economics; ``[sustained]`` only ``estimate --sustained``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from accelsim.chips.fields import check_fields, choice, figure, flops_table
 from accelsim.chips.spec import POWER_SCOPES, TOPOLOGIES, Fabric, Power, ScaleUp, Sustained
+from accelsim.cost.fabric import SPANS
 from accelsim.errors import AccelsimError
 
 _POWER = {"watts": float, "scope": str, "source": str, "assumption": str}
@@ -65,11 +67,12 @@ def sustained(data: dict[str, Any], where: str) -> Sustained | None:
 
 
 def fabric(data: dict[str, Any], where: str) -> Fabric | None:
-    """The ``[fabric]`` section: an on-chip network of one of ``TOPOLOGIES`` and its per-hop cycles; None without one."""
+    """The ``[fabric]`` section: an on-chip network of a topology ``accelsim.cost.fabric`` prices and its per-hop
+    cycles; None without one."""
     if "fabric" not in data:
         return None
     raw = data["fabric"]
     check_fields(raw, _FABRIC, ("topology", "hop_cycles", "source"), where, "fabric.")
-    return Fabric(topology=choice(raw["topology"], TOPOLOGIES, where, "fabric.topology"),
+    return Fabric(topology=choice(raw["topology"], tuple(SPANS), where, "fabric.topology"),
                   hop_cycles=figure(raw["hop_cycles"], where, "fabric.hop_cycles", "cycles"),
                   source=raw["source"], assumption=raw.get("assumption", ""))

@@ -141,12 +141,16 @@ class SystolicOverlap:
 
     ``stationary_double_buffered``: the next fold's stationary tile loads while the current one
     computes. ``drain_overlaps``: an output-stationary fold's drain overlaps the next fold's streaming.
+    ``load_bytes_per_cycle``: how many bytes of a stationary tile one array takes in per clock while it
+    is double-buffered; 0 = one row of the tile per clock (the emulator's load chain, TPU v1's "256
+    cycles it takes to shift a tile in").
     """
 
     stationary_double_buffered: bool
     drain_overlaps: bool
     source: str
     assumption: str = ""
+    load_bytes_per_cycle: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -243,7 +247,7 @@ class Chip:
     power: Power | None = None  # rated or published power (energy per token in accelsim frontier)
     scale_up: ScaleUp | None = None  # the tensor-parallel domain: its size, topology and hop latency
     sustained: Sustained | None = None  # achieved figures beside the peaks (estimate --sustained)
-    fabric: Fabric | None = None  # on-chip core-to-core network (not yet used in timing)
+    fabric: Fabric | None = None  # on-chip core-to-core network (accelsim.cost.fabric)
 
     @property
     def main_memory(self) -> MemoryLevel:

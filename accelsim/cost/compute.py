@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 
 from accelsim.chips.spec import Chip
-from accelsim.cost.systolic import array_operand_bytes, fold_count, fold_interval, systolic_cycles
+from accelsim.cost.systolic import array_operand_bytes, fold_count, fold_interval, stream_length, systolic_cycles
+from accelsim.dtypes import dtype_bytes
 
 ACC_BYTES = 4  # accumulators are f32 everywhere we model
 
@@ -30,8 +31,16 @@ def step_cycles(chip: Chip, dtype: str, m: int, k: int, n: int) -> float:
     across block steps too: the next step's first tile is staged (its block is already double-buffered
     in the staging memory) while this step's last fold streams, so a step costs ``folds x interval``
     and only the kernel's very first fold pays its fill, skew and drain (under 2R + C cycles a kernel,
-    not counted). Without overlap every fold, in every step, pays its whole latency.
-    tensor_core: FLOPs padded up to whole MMA tiles (the chip file's ``[mma]`` m x n x k) at the SM's peak rate.
+    not counted). Without overlap every fold, in every step, pays its whole latency. Where the chip file
+    gives the double-buffered load path's width (``[systolic] load_bytes_per_cycle``), a fold lasts the
+    longer of its stream at the MAC rate (T / speed-up) and its tile's install, rows x cols x element bytes
+    / width: the install is counted in bytes, so packed 8-bit tiles load twice the elements per clock and a
+    slower 16-bit MAC mode (Groq's fp16) does not slow the install. The emulator models the one-row load.
+    tensor_core: FLOPs padded up to whole MMA tiles (the chip file's ``[mma]`` m x n x k) at the SM's peak rate,
+    in whichever orientation pads less: a kernel may compute C^T = B^T A^T so that a short side (decode's few
+    tokens) lies along the instruction's narrow N axis ("swap AB"; TensorRT-LLM's Blackwell GEMMs take the
+    weight matrix as A, trtllmGen_gemm_export/GemmInterface.h: M "is the total number of output channels if
+    A is the weight matrix").
     vector: FLOPs at the unit's peak rate.
     """
     unit = chip.matrix
@@ -44,11 +53,16 @@ def step_cycles(chip: Chip, dtype: str, m: int, k: int, n: int) -> float:
         overlapped = flags["drain_overlaps" if unit.dataflow == "output_stationary" else "stationary_double_buffered"]
         if overlapped:
             folds = fold_count(unit.dataflow, m, k, n, unit.rows, unit.cols)
+            load = overlap.load_bytes_per_cycle
+            if load and unit.dataflow != "output_stationary":
+                install = unit.rows * unit.cols * dtype_bytes(dtype) / load
+                return folds * max(stream_length(unit.dataflow, m, k, n) / speedup, install)
             return folds * fold_interval(unit.dataflow, m, k, n, unit.rows, unit.cols, **flags) / speedup
         return systolic_cycles(unit.dataflow, m, k, n, unit.rows, unit.cols, **flags) / speedup
     if unit.kind == "tensor_core":
         tile = chip.mma
-        padded = 2 * _round_up(m, tile.m) * _round_up(n, tile.n) * _round_up(k, tile.k)
+        output_tiles = min(_round_up(m, tile.m) * _round_up(n, tile.n), _round_up(n, tile.m) * _round_up(m, tile.n))
+        padded = 2 * output_tiles * _round_up(k, tile.k)
         return padded / flops_per_cycle_per_unit(chip, dtype)
     return 2 * m * k * n / flops_per_cycle_per_unit(chip, dtype)
 

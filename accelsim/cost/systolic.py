@@ -42,20 +42,30 @@ double-buffered array spends R cycles per fold, loading weights, instead of 2R +
 Where we differ from SCALE-Sim
 -------------------------------
 SCALE-Sim (Samajdar et al., "SCALE-Sim: Systolic CNN Accelerator Simulator", arXiv:1811.02883;
-the v2 and v3 trace generators ``scalesim/compute/systolic_compute_{os,ws,is}.py`` of
-github.com/scalesim-project) counts a layer's compute cycles as the length of its per-cycle demand
-matrices (its total is the cycle its last output write is served, within one cycle of that length
-without memory stalls): the folds are concatenated with no overlap, partial folds padded with null
-requests (as here).
+github.com/scalesim-project, PyPI ``scalesim`` 2.0.2 and 3.0.0) builds per-cycle demand matrices,
+one row per cycle, in ``create_{ifmap,filter,ofmap}_demand_mat`` of
+``scalesim/compute/systolic_compute_{os,ws,is}.py``: the folds are concatenated with no overlap,
+partial folds padded with null requests (as here).  Its GEMM topology row ``M, N, K`` is our
+(m, k) x (k, n) with m = M, k = K, n = N (``topologies.load_arrays_gemm`` makes it an M x K ifmap
+and K x N filter), and its Sr, Sc, T per dataflow are ours.  Per fold the demand rows are:
 
-* weight/input-stationary: per fold an ``arr_row``-cycle weight-load prefix, the T stream rows, an
-  ``arr_col - 1`` suffix and the ``arr_row - 1`` rows of skew: 2R + C + T - 2, our no-overlap count.
-* output-stationary: the operand stream of T rows plus an ``arr_col - 1`` (``arr_row - 1``) gap,
-  skewed over the rows (columns), T + R + C - 2 per fold; the outputs are written in the same
-  window, R per column starting at row T-1 of the fold, so the drain is hidden under the skew.
-  Here a column's sums leave through its one bottom port after its last PE has finished, so a
-  lone fold takes R cycles more (2R + C + T - 2), and with ``drain_overlaps`` the fold after it
-  streams while they drain.  ``scalesim_cycles`` gives SCALE-Sim's count for comparison.
+* weight/input-stationary: an ``arr_row``-row weight-load prefix, the T stream rows, an
+  ``arr_col - 1`` suffix and ``arr_row - 1`` rows of skew: 2R + C + T - 2, our no-overlap fold.
+  Stationary row i is read at fold cycle R-1-i, streamed element t of row i at R + t + i, and the
+  sum of streamed row t in column j written at 2R - 1 + t + j: the cycles they enter or leave the
+  array here, so the two conventions agree cycle for cycle.
+* output-stationary: T stream rows plus an ``arr_col - 1`` (``arr_row - 1``) gap, skewed over the
+  rows (columns): T + R + C - 2.  The ofmap demand writes PE row i of column j at fold row
+  T - 1 + (R-1-i) + j, so the bottom rows' sums are written before their last MAC (PE (i, j) does
+  it at T - 1 + i + j) and the fold ends with the last MAC: no drain.  Here a column's sums leave
+  through its one bottom port after its last PE has finished, so a lone fold takes R cycles more
+  (2R + C + T - 2: +17% at R = C = 128, T = 512), and with ``drain_overlaps`` the fold after it
+  streams while they drain.
+* its COMPUTE_REPORT "Total Cycles" (``service_memory_requests`` in
+  ``scalesim/memory/double_buffered_scratchpad_mem.py``; v3's "Total Cycles (incl. prefetch)" adds
+  the DRAM prefetch) is the 0-based cycle in which its last ofmap row is served: without memory
+  stalls one less than the demand matrices' length, once per layer.  ``scalesim_cycles`` gives
+  that reported number.
 * edge traffic: SCALE-Sim counts the real (non-null) requests of its demand matrices as SRAM reads
   and writes, and its OS ofmap write count adds R + C more per fold; ``array_operand_bytes`` counts
   the real elements crossing the array's edges (weight/input-stationary partial sums included).
@@ -145,10 +155,12 @@ def systolic_cycles(dataflow: str, m: int, k: int, n: int, rows: int, cols: int,
 
 
 def scalesim_cycles(dataflow: str, m: int, k: int, n: int, rows: int, cols: int) -> int:
-    """SCALE-Sim v2/v3's compute cycles for the same mapping (see the module docstring): folds x
-    (T + R + C - 2) for output-stationary, folds x (2R + C + T - 2) for weight/input-stationary."""
-    drain = 0 if dataflow == "output_stationary" else rows
-    return fold_count(dataflow, m, k, n, rows, cols) * (fold_cycles(dataflow, m, k, n, rows, cols) - rows + drain)
+    """SCALE-Sim v2/v3's reported "Total Cycles" for the same matmul without memory stalls (see the
+    module docstring): folds x (T + R + C - 2) - 1 for output-stationary, folds x (2R + C + T - 2) - 1
+    for weight/input-stationary."""
+    per_fold = fold_cycles(dataflow, m, k, n, rows, cols) - (rows if dataflow == "output_stationary" else 0)
+    # SCALE-Sim reports the index of its last cycle, not a count (0 for one PE, one MAC).
+    return fold_count(dataflow, m, k, n, rows, cols) * per_fold - 1
 
 
 def array_operand_bytes(dataflow: str, m: int, k: int, n: int, rows: int, cols: int,

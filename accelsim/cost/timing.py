@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from accelsim.chips.spec import Chip
+from accelsim.cost.fabric import fabric_cycles
 from accelsim.cost.result import Cost
 
 
@@ -22,6 +23,7 @@ class Timing:
     time_s: float
     bound: str
     bytes_per_level: dict[str, float] = field(default_factory=dict)
+    fabric_cycles: float = 0.0
 
     def cost(self, **values: float) -> Cost:
         """This timing as a ``Cost`` (FLOPs, calls and other counts given by the caller)."""
@@ -37,14 +39,16 @@ def memory_cycles(chip: Chip, bytes_per_level: dict[str, float]) -> dict[str, fl
 
 def overlap(chip: Chip, compute_cycles: float, bytes_per_level: dict[str, float],
             prologue_bytes: float = 0.0, epilogue_bytes: float = 0.0, interconnect_bytes: float = 0.0,
-            grid_steps: float = 0.0, operand_bytes: float = 0.0) -> Timing:
+            grid_steps: float = 0.0, operand_bytes: float = 0.0, parallel_blocks: float = 0.0) -> Timing:
     """Double buffering: each tile costs the larger of its compute and its transfers.
 
     With uniform tiles that sums to max(compute, every memory level) over the whole kernel, plus the
     first tile's load (prologue) and the last tile's store (epilogue), which nothing overlaps.
     Interconnect traffic (work split across chips) is added, not overlapped, and so is the chip's
     fixed per-grid-step overhead, if its file gives one; where the chip re-moves whole operands at
-    every step (Pallas interpret mode on a CPU host), ``operand_bytes`` at its measured rate too.
+    every step (Pallas interpret mode on a CPU host), ``operand_bytes`` at its measured rate too. On a chip
+    with a core mesh (``[fabric]``) the crossing of the ``parallel_blocks`` cores the kernel occupies is added
+    as well (``accelsim.cost.fabric``).
     """
     per_level = memory_cycles(chip, bytes_per_level)
     main_bw = chip.main_memory.bandwidth_bytes_per_s / chip.clock_hz
@@ -56,15 +60,16 @@ def overlap(chip: Chip, compute_cycles: float, bytes_per_level: dict[str, float]
     if chip.step_operand_bytes_per_s:
         per_step += operand_bytes / chip.step_operand_bytes_per_s
     step_cycles = max(grid_steps - 1, 0) * per_step * chip.clock_hz  # the first step is the kernel itself
-    total = prologue + steady + epilogue + link_cycles + step_cycles
+    fabric = fabric_cycles(chip, parallel_blocks)
+    total = prologue + steady + epilogue + link_cycles + step_cycles + fabric
     terms = {"compute": compute_cycles, **per_level}
     bound = max(terms, key=terms.get)
-    if link_cycles > steady:
-        bound = "interconnect"
-    if step_cycles > steady:
-        bound = "step overhead"
+    extra = {"interconnect": link_cycles, "step overhead": step_cycles, "fabric": fabric}
+    largest = max(extra, key=extra.get)
+    if extra[largest] > steady:
+        bound = largest
     return Timing(compute_cycles, per_level, link_cycles, prologue, epilogue, step_cycles, total,
-                  total / chip.clock_hz, bound, dict(bytes_per_level))
+                  total / chip.clock_hz, bound, dict(bytes_per_level), fabric)
 
 
 def mfu(chip: Chip, dtype: str, flops: float, time_s: float) -> float:
@@ -87,8 +92,9 @@ def in_sequence(chip: Chip, timings: list[Timing]) -> Timing:
         for name, value in t.bytes_per_level.items():
             levels[name] = levels.get(name, 0.0) + value
     compute = sum(t.compute_cycles for t in timings)
-    terms = {"compute": compute, **memory}
+    fabric = sum(t.fabric_cycles for t in timings)
+    terms = {"compute": compute, **memory, **({"fabric": fabric} if fabric else {})}
     total = sum(t.total_cycles for t in timings)
     return Timing(compute, memory, sum(t.interconnect_cycles for t in timings), timings[0].prologue_cycles,
                   timings[-1].epilogue_cycles, sum(t.step_overhead_cycles for t in timings), total,
-                  total / chip.clock_hz, max(terms, key=terms.get), levels)
+                  total / chip.clock_hz, max(terms, key=terms.get), levels, fabric)

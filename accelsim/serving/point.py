@@ -5,11 +5,15 @@ TTFT + (osl - 1) x TPOT, so prefill's chip time is paid for. Per-user speed is t
 (InferenceMAX's "interactivity"); with one output token there is no decode and it is 1 / TTFT.
 
 ``from_run`` serves the point by continuous (in-flight) batching, as TensorRT-LLM, vLLM and SGLang do:
-a new request's prompt is prefilled between the running batch's decode steps, not with the whole batch.
-Its TTFT is its share of a batch prefill (TTFT_B / B, prefill being bound by compute or the weights it
-reads once per chunk), and the other requests' prefills slow every decode step, so a user sees
-TPOT = TPOT_B + (TTFT_B - TTFT_B / B) / (osl - 1). A request then holds its slot for TTFT_B +
-(osl - 1) x TPOT_B, exactly as long as a static batch would: the throughput is the same either way.
+a new request's prompt is prefilled inside one iteration of the running batch, not with the whole batch
+(iteration-level scheduling: Yu et al., "Orca", OSDI 2022; TensorRT-LLM's in-flight batching mixes context
+and generation requests in one step). Its first token comes at the end of that iteration, which also
+decodes the B - 1 others: TTFT = TTFT_B / B (its share of a batch prefill, prefill being bound by compute
+or the weights it reads once per chunk) + TPOT_B (with B = 1 there are no others and TTFT = TTFT_1). The
+other requests' prefills slow every decode step, so a user sees TPOT = TPOT_B + (TTFT_B - TTFT_B / B) /
+(osl - 1). A request then holds its slot for TTFT_B + osl x TPOT_B: osl iterations, the steady state's
+B x osl / (TTFT_B + osl x TPOT_B) tokens per second. A request that arrives at a random moment (an open-loop
+load, MLPerf Server's Poisson arrivals) also waits for the running iteration to end: ``arrival_wait_s``.
 """
 
 from __future__ import annotations
@@ -67,12 +71,18 @@ class ServingPoint:
         return out
 
 
+def arrival_wait_s(point: ServingPoint) -> float:
+    """Mean wait of a request arriving at a random moment for the running iteration to end: half an
+    iteration (TPOT) when other requests are running, nothing on an idle replica."""
+    return 0.5 * point.tpot_s if point.tpot_s and point.concurrency > 1 else 0.0
+
+
 def from_run(run: Any, split_label: str, chips: float, isl: int, osl: int) -> ServingPoint:
     """The point of one ``RunCost`` (``accelsim.serving.pricing.price_point``'s answer, the batch's prefill
     and decode steps) served by continuous batching (see the module docstring)."""
     batch_ttft = float(run.ttft_s)
     if run.tpot_s is None or osl < 2:
         return ServingPoint(run.chip, split_label, chips, run.batch, isl, osl, batch_ttft, None, run.binding_limit)
-    ttft = batch_ttft / run.batch
-    tpot = float(run.tpot_s) + (batch_ttft - ttft) / (osl - 1)
+    ttft = batch_ttft / run.batch + (float(run.tpot_s) if run.batch > 1 else 0.0)
+    tpot = float(run.tpot_s) + (batch_ttft - batch_ttft / run.batch) / (osl - 1)
     return ServingPoint(run.chip, split_label, chips, run.batch, isl, osl, ttft, tpot, run.binding_limit)

@@ -193,7 +193,7 @@ def _flash_plan(chip: Chip, dtype: str, shape: dict, group: int, causal: bool, b
     prologue = (group * min(bq, sq) + 2 * min(bkv, skv)) * d * in_b
     epilogue = group * (sq - (nq - 1) * bq) * d * in_b
     timing = overlap(chip, compute, levels, prologue, epilogue, grid_steps=math.prod(grid),
-                     operand_bytes=2 * (b * h * sq + b * g * skv) * d * in_b)
+                     operand_bytes=2 * (b * h * sq + b * g * skv) * d * in_b, parallel_blocks=parallel)
     flops, exps = attention_flops(b, h, sq, skv, d, causal)
     rows = group * bq
     return Plan(

@@ -140,16 +140,18 @@ def _decode_plan(chip: Chip, dtype: str, lengths: list[int], heads: int, kv_head
     last_out = group * (head_dim + 2) * 4.0 if splits > 1 else group * head_dim * in_b
     attention = overlap(chip, compute, attention_levels, (group + 2 * first_kv) * head_dim * in_b, last_out,
                         grid_steps=parallel * per_split,
-                        operand_bytes=q_bytes + 2 * cache_bytes + (partial or q_bytes))
+                        operand_bytes=q_bytes + 2 * cache_bytes + (partial or q_bytes), parallel_blocks=parallel)
     timings = [attention, overlap(chip, 0.0, level_bytes(chip, append, append, 0.0), 2 * head_dim * in_b,
                                   2 * head_dim * in_b, grid_steps=batch * kv_heads,
-                                  operand_bytes=2 * batch * kv_heads * head_dim * in_b + 4 * cache_bytes)]
+                                  operand_bytes=2 * batch * kv_heads * head_dim * in_b + 4 * cache_bytes,
+                                  parallel_blocks=batch)]
     combine_exps = batch * kv_heads * splits * group if splits > 1 else 0.0
     if splits > 1:
         combine_levels = level_bytes(chip, partial + q_bytes, partial + q_bytes, 0.0)
         combine_compute = waves(batch * kv_heads, chip.matrix.count) * exp_cycles(chip, combine_exps) / (batch * kv_heads)
         timings.append(overlap(chip, combine_compute, combine_levels, splits * group * (head_dim + 2) * 4.0,
-                               group * head_dim * in_b, grid_steps=batch * kv_heads, operand_bytes=partial + q_bytes))
+                               group * head_dim * in_b, grid_steps=batch * kv_heads, operand_bytes=partial + q_bytes,
+                               parallel_blocks=batch))
     step = in_sequence(chip, timings)
     levels, memory, total_cycles, time_s, bound = (step.bytes_per_level, step.memory_cycles, step.total_cycles,
                                                    step.time_s, step.bound)

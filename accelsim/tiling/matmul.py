@@ -259,13 +259,14 @@ def _evaluate(shard: Shard, chip: Chip, dtype: str, out_dtype: str, bm: int, bn:
     last_block = (m - (gm - 1) * bm) * (n - (gn - 1) * bn)
     timings = [overlap(chip, compute, levels, prologue, last_block * (ACC_BYTES if splits > 1 else out_b),
                        shard.link_bytes, grid_steps=splits * gm * gn * per,
-                       operand_bytes=m * k * in_b + k * n * b_b + (copies.get("partial") or m * n * out_b))]
+                       operand_bytes=m * k * in_b + k * n * b_b + (copies.get("partial") or m * n * out_b),
+                       parallel_blocks=splits * gm * gn)]
     if splits > 1:
         combine_copies = copies["partial_read"] + copies["c"]
         combine_main = main_bytes_on_chip(chip, kernels[1]) if general else combine_copies
         timings.append(overlap(chip, 0.0, level_bytes(chip, combine_main, combine_copies, 0.0),
                                splits * min(bm, m) * min(bn, n) * ACC_BYTES, last_block * out_b,
-                               grid_steps=gm * gn, operand_bytes=combine_copies))
+                               grid_steps=gm * gn, operand_bytes=combine_copies, parallel_blocks=gm))
     timing = in_sequence(chip, timings)
     flops = 2.0 * full[0] * full[2] * k
     return Plan(

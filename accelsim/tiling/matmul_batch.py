@@ -15,6 +15,7 @@ import numpy as np
 from accelsim.chips.spec import Chip
 from accelsim.cost.cache import level_bytes
 from accelsim.cost.compute import ACC_BYTES, step_cycles, step_operand_bytes
+from accelsim.cost.fabric import fabric_cycles
 from accelsim.tiling.plan import ChipMemo
 from accelsim.tiling.sharding import Shard
 
@@ -34,7 +35,7 @@ def _cdiv(a, b):
 
 
 def _overlap_cycles(chip: Chip, compute, levels: dict[str, np.ndarray], prologue, epilogue, link_bytes: float,
-                    grid_steps, operand_bytes) -> np.ndarray:
+                    grid_steps, operand_bytes, parallel_blocks) -> np.ndarray:
     bandwidth = {level.name: level.bandwidth_bytes_per_s for level in chip.memory}
     steady = np.asarray(compute, np.float64)
     for name, moved in levels.items():
@@ -45,7 +46,7 @@ def _overlap_cycles(chip: Chip, compute, levels: dict[str, np.ndarray], prologue
     per_step = chip.step_overhead_s + (operand_bytes / chip.step_operand_bytes_per_s
                                        if chip.step_operand_bytes_per_s else 0.0)
     steps = np.maximum(grid_steps - 1, 0) * per_step * chip.clock_hz
-    return prologue / main_bw + steady + epilogue / main_bw + link + steps
+    return prologue / main_bw + steady + epilogue / main_bw + link + steps + fabric_cycles(chip, parallel_blocks)
 
 
 def candidate_times(shard: Shard, chip: Chip, dtype: str, k: int, blocks: np.ndarray, in_b: float, b_b: float,
@@ -79,9 +80,10 @@ def candidate_times(shard: Shard, chip: Chip, dtype: str, k: int, blocks: np.nda
     prologue = np.minimum(bm, m) * np.minimum(bk, k) * in_b + np.minimum(bk, k) * np.minimum(bn, n) * b_b
     last_block = (m - (gm - 1) * bm) * (n - (gn - 1) * bn)
     total = _overlap_cycles(chip, compute, levels, prologue, last_block * np.where(split, ACC_BYTES, out_b),
-                            shard.link_bytes, splits * gm * gn * per, m * k * in_b + k * n * b_b + written)
+                            shard.link_bytes, splits * gm * gn * per, m * k * in_b + k * n * b_b + written,
+                            splits * gm * gn)
     combine_copies = partial + c
     combine = _overlap_cycles(chip, 0.0, level_bytes(chip, combine_copies, combine_copies, 0.0),
                               splits * np.minimum(bm, m) * np.minimum(bn, n) * ACC_BYTES, last_block * out_b,
-                              0.0, gm * gn, combine_copies)
+                              0.0, gm * gn, combine_copies, gm)
     return np.where(split, total + combine, total) / chip.clock_hz

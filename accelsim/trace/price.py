@@ -50,7 +50,7 @@ def price_kernel(record: KernelRecord, chip: Chip) -> OpCost:
     compute = waves(parallel, chip.matrix.count) * (block_cycles + exp_cycles(chip, record.exps)) / parallel
     steps = math.prod(record.grid)
     timing = overlap(chip, compute, levels, record.prologue_bytes, record.epilogue_bytes, grid_steps=steps,
-                     operand_bytes=record.operand_bytes)
+                     operand_bytes=record.operand_bytes, parallel_blocks=parallel)
     cost = timing.cost(flops=record.flops, calls=1.0, exps=record.exps, grid_steps=float(steps))
     op = op_of_kernel(record.name)
     return OpCost(record.name, record.scope, "kernel", cost * record.weight, op.name if op else "")

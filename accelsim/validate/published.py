@@ -6,11 +6,18 @@ A row is priced as one ``estimate`` of one model replica (``tp`` chips, else ``c
 row's batch or concurrency (1 where the source states none, said so in the output). Maximum-throughput
 figures (MLPerf Offline and Server, "infinite rate" runs) and the latencies measured at that load (MLPerf
 Server TTFT and TPOT) come from the serving frontier's search over concurrency and splits of the row's
-chips per replica (``accelsim.serving.frontier.max_throughput``), within the row's TTFT/TPOT limits.
+chips per replica (``accelsim.serving.frontier.max_throughput``), within the row's TTFT/TPOT limits; a
+Server row's TTFT adds the mean wait of a randomly arriving query for the running iteration to end
+(``accelsim.serving.point.arrival_wait_s``: MLPerf Server's load generator issues Poisson arrivals).
+
+A measured system runs at its achieved rates, not its datasheet peaks, so every row is priced on the chip's
+sustained view (``accelsim.chips.sustained``): the ``[sustained]`` FLOP/s and bandwidth its chip file gives
+from public microbenchmarks, peaks for every figure it does not give. Each row's note says which were used.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import tomllib
 from dataclasses import dataclass
@@ -18,6 +25,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from accelsim.chips import load_chip
+from accelsim.chips.spec import Chip
+from accelsim.chips.sustained import sustained_figures, sustained_view
 from accelsim.errors import AccelsimError
 
 PUBLISHED = Path(__file__).with_name("published.toml")
@@ -69,17 +78,35 @@ def _replica_chips(row: dict[str, Any]) -> int | None:
 
 @dataclass(frozen=True)
 class _Request:
-    """What a row asks to price: weight dtype (W8A8-style compute where low precision), KV dtype and lengths."""
+    """What a row asks to price: weight dtype, whether matmuls multiply in it (W8A8-style compute, for a
+    low ``precision``) or widen it to bf16 (a row's ``weight_only`` storage dtype), KV dtype and lengths."""
 
     weights: str
     kv_dtype: str
     input_len: int
     output_len: int
+    low_precision_compute: bool = False
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> "_Request":
-        return cls(LOW_PRECISION.get(str(row.get("precision", "bf16")).lower(), "bf16"), str(row.get("kv_dtype", "bf16")),
-                   int(row.get("input_len") or row.get("input_len_max") or 1024), max(2, int(row.get("output_len") or 128)))
+        lengths = (int(row.get("input_len") or row.get("input_len_max") or 1024), max(2, int(row.get("output_len") or 128)))
+        if "weight_only" in row:
+            return cls(str(row["weight_only"]), str(row.get("kv_dtype", "bf16")), *lengths)
+        weights = LOW_PRECISION.get(str(row.get("precision", "bf16")).lower(), "bf16")
+        return cls(weights, str(row.get("kv_dtype", "bf16")), *lengths, low_precision_compute=weights != "bf16")
+
+
+@functools.lru_cache(maxsize=None)
+def _sustained(name: str) -> tuple[Chip, str]:
+    chip = load_chip(name)
+    used = sustained_figures(chip)
+    return sustained_view(chip), (f"sustained {', '.join(used)}" if used else "peak figures (no [sustained])")
+
+
+def _measured_chip(row: dict[str, Any]) -> tuple[Chip, str]:
+    """The row's chip as it runs under load, and a note naming the sustained figures used (peaks elsewhere);
+    one view per chip name, so that rows on the same chip share its memoised plans."""
+    return _sustained(str(row["chip"]))
 
 
 def _replicas(row: dict[str, Any], per_replica: int) -> int:
@@ -100,9 +127,10 @@ def compare_row(row: dict[str, Any]) -> Comparison:
     if row.get("speculative"):
         notes.append("measured with speculative decoding; priced without")
     try:
-        result = run_estimate(row["model"], [load_chip(row["chip"])], batch=batch, prompt_len=ask.input_len,
+        chip, rates = _measured_chip(row)
+        result = run_estimate(row["model"], [chip], batch=batch, prompt_len=ask.input_len,
                               gen_len=ask.output_len, weights=ask.weights, kv_dtype=ask.kv_dtype,
-                              num_chips=_replica_chips(row), low_precision_compute=ask.weights != "bf16")
+                              num_chips=_replica_chips(row), low_precision_compute=ask.low_precision_compute)
     except AccelsimError as exc:
         return Comparison(**base, predicted=None, binding_limit="-", note=f"not priced: {exc}")
     run = result.runs[0]
@@ -114,7 +142,7 @@ def compare_row(row: dict[str, Any]) -> Comparison:
         return Comparison(**base, predicted=None, binding_limit=run.binding_limit,
                           note=f"metric {row['metric']} is not one we predict")
     notes.append(f"batch {batch}, {ask.input_len} in / {ask.output_len} out, {per_replica} chip(s) per replica, "
-                 f"{result.compute}")
+                 f"{result.compute}, {rates}")
     return Comparison(**base, predicted=float(predicted), binding_limit=run.binding_limit, note="; ".join(notes))
 
 
@@ -122,13 +150,15 @@ def _compare_at_max_throughput(row: dict[str, Any], base: dict[str, Any]) -> Com
     """A maximum-throughput row: the frontier's best total tok/s (or that point's latency) per replica."""
     from accelsim.models.config import load_config
     from accelsim.serving.frontier import max_throughput
+    from accelsim.serving.point import arrival_wait_s
 
     ask = _Request.of(row)
     per_replica = _replica_chips(row) or 1
     limits = {key: float(row[key]) for key in ("ttft_limit_s", "tpot_limit_s") if key in row}
     try:
-        point = max_throughput(load_config(row["model"]), load_chip(row["chip"]), per_replica, ask.input_len,
-                               ask.output_len, ask.weights, ask.kv_dtype, low_precision_compute=ask.weights != "bf16",
+        chip, rates = _measured_chip(row)
+        point = max_throughput(load_config(row["model"]), chip, per_replica, ask.input_len,
+                               ask.output_len, ask.weights, ask.kv_dtype, low_precision_compute=ask.low_precision_compute,
                                **limits)
     except AccelsimError as exc:
         return Comparison(**base, predicted=None, binding_limit="-", note=f"not priced: {exc}")
@@ -136,14 +166,17 @@ def _compare_at_max_throughput(row: dict[str, Any], base: dict[str, Any]) -> Com
         return Comparison(**base, predicted=None, binding_limit="-",
                           note=f"no configuration of {per_replica} chip(s) meets the limits {limits}")
     replicas = _replicas(row, per_replica)
+    # MLPerf Server issues queries at Poisson-distributed times: each waits for the running iteration to end.
+    wait = arrival_wait_s(point) if row.get("scenario") == "server" else 0.0
     predicted = {"tokens_per_s_total": point.tokens_per_s_total * replicas, "tokens_per_s_user": point.tokens_per_s_user,
-                 "ttft_s": point.ttft_s, "tpot_s": point.tpot_s}.get(row["metric"])
+                 "ttft_s": point.ttft_s + wait, "tpot_s": point.tpot_s}.get(row["metric"])
     if predicted is None:
         return Comparison(**base, predicted=None, binding_limit=point.binding_limit,
                           note=f"metric {row['metric']} is not one we predict")
     note = (f"max throughput over concurrency: {point.split} at {point.concurrency} in flight, {ask.input_len} in / "
-            f"{ask.output_len} out, x {replicas} replica(s), {ask.weights} compute, {ask.kv_dtype} KV"
-            + (f", within {limits}" if limits else ""))
+            f"{ask.output_len} out, x {replicas} replica(s), {ask.weights} "
+            f"{'compute' if ask.low_precision_compute else 'weights (bf16 compute)'}, {ask.kv_dtype} KV"
+            + (f", within {limits}" if limits else "") + f", {rates}")
     return Comparison(**base, predicted=float(predicted), binding_limit=point.binding_limit, note=note)
 
 
