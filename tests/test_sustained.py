@@ -14,9 +14,10 @@ def test_h100_sustained_view_replaces_the_figures_it_names_only():
     assert view.peak_flops("fp16") == peak.peak_flops("fp16")  # not given: stays at peak
     assert view.memory[1:] == peak.memory[1:] and view.clock_hz == peak.clock_hz
     assert sustained_figures(peak) == ["bf16 FLOP/s", "fp8 FLOP/s", "hbm bandwidth"]
-    h200 = load_chip("h200")  # files fp8 and bandwidth, no bf16 figure: bf16 stays at its peak
-    assert sustained_view(h200).peak_flops("bf16") == h200.peak_flops("bf16")
-    assert sustained_view(h200).peak_flops("fp8") == 1300.6e12
+    b200 = load_chip("b200")  # files bf16 and fp8 only: fp4 and bandwidth stay at their peaks
+    assert sustained_view(b200).peak_flops("fp8") == 3432.5e12
+    assert sustained_view(b200).peak_flops("fp4") == b200.peak_flops("fp4")
+    assert sustained_view(b200).main_memory.bandwidth_bytes_per_s == b200.main_memory.bandwidth_bytes_per_s
 
 
 def test_chip_without_sustained_is_unchanged():
