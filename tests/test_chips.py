@@ -323,6 +323,11 @@ BAD_FAMILY = {
     "systolic missing drain": (("drain_overlaps = false\n", ""), "systolic.drain_overlaps"),
     "systolic wrong type": (("stationary_double_buffered = true", "stationary_double_buffered = 1"),
                             "systolic.stationary_double_buffered"),
+    "systolic load width without double buffering": (
+        ("stationary_double_buffered = true", "stationary_double_buffered = false\nload_bytes_per_cycle = 1024.0"),
+        "systolic.load_bytes_per_cycle"),
+    "systolic negative load width": (("drain_overlaps = false", "drain_overlaps = false\nload_bytes_per_cycle = -4.0"),
+                                     "systolic.load_bytes_per_cycle"),
     "launch missing overhead": (("overhead_s = 5e-6\n", ""), "launch.overhead_s"),
     "launch missing source": (("overhead_s = 5e-6\nsource = \"test\"", "overhead_s = 5e-6"), "launch.source"),
     "launch wrong type": (("overhead_s = 5e-6", "overhead_s = \"5 us\""), "launch.overhead_s"),

@@ -4,7 +4,7 @@
 Each is None when the file leaves it out; when present every field is checked like the rest of the file
 (a missing ``source``, a non-positive watts or chip count, an unknown scope or topology is one line naming
 the file and the field). ``[fabric]`` enters kernel timing (``accelsim.cost.fabric``); ``[scale_up]`` the
-parallel splits; ``[power]`` the serving economics; ``[sustained]`` only ``estimate --sustained``.
+parallel splits; ``[power]`` the serving economics; ``[sustained]`` ``estimate --sustained`` and ``validate --published``.
 """
 
 from __future__ import annotations

@@ -97,16 +97,12 @@ class _Request:
 
 
 @functools.lru_cache(maxsize=None)
-def _sustained(name: str) -> tuple[Chip, str]:
+def _measured_chip(name: str) -> tuple[Chip, str]:
+    """The chip ``name`` as it runs under load, and a note naming the sustained figures used (peaks elsewhere);
+    one view per chip name, so that rows on the same chip share its memoised plans."""
     chip = load_chip(name)
     used = sustained_figures(chip)
     return sustained_view(chip), (f"sustained {', '.join(used)}" if used else "peak figures (no [sustained])")
-
-
-def _measured_chip(row: dict[str, Any]) -> tuple[Chip, str]:
-    """The row's chip as it runs under load, and a note naming the sustained figures used (peaks elsewhere);
-    one view per chip name, so that rows on the same chip share its memoised plans."""
-    return _sustained(str(row["chip"]))
 
 
 def _replicas(row: dict[str, Any], per_replica: int) -> int:
@@ -127,7 +123,7 @@ def compare_row(row: dict[str, Any]) -> Comparison:
     if row.get("speculative"):
         notes.append("measured with speculative decoding; priced without")
     try:
-        chip, rates = _measured_chip(row)
+        chip, rates = _measured_chip(str(row["chip"]))
         result = run_estimate(row["model"], [chip], batch=batch, prompt_len=ask.input_len,
                               gen_len=ask.output_len, weights=ask.weights, kv_dtype=ask.kv_dtype,
                               num_chips=_replica_chips(row), low_precision_compute=ask.low_precision_compute)
@@ -156,7 +152,7 @@ def _compare_at_max_throughput(row: dict[str, Any], base: dict[str, Any]) -> Com
     per_replica = _replica_chips(row) or 1
     limits = {key: float(row[key]) for key in ("ttft_limit_s", "tpot_limit_s") if key in row}
     try:
-        chip, rates = _measured_chip(row)
+        chip, rates = _measured_chip(str(row["chip"]))
         point = max_throughput(load_config(row["model"]), chip, per_replica, ask.input_len,
                                ask.output_len, ask.weights, ask.kv_dtype, low_precision_compute=ask.low_precision_compute,
                                **limits)
